@@ -1,0 +1,9 @@
+//! sea-orm entities: one module per table, plain data with no behaviour.
+
+pub mod account;
+pub mod api_key;
+pub mod invite;
+pub mod membership;
+pub mod rate_window;
+pub mod sign_in_failure;
+pub mod workspace;

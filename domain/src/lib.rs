@@ -1,0 +1,20 @@
+//! Herald's business rules: entities, validated values and the services that the dashboard's server
+//! functions, the REST API and the engine share. No web framework lives here.
+
+pub mod account;
+pub mod api_key;
+pub mod clock;
+pub mod entity;
+pub mod error;
+pub mod id;
+pub mod invite;
+pub mod rate_limit;
+pub mod role;
+pub mod secret;
+pub mod validate;
+pub mod workspace;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{DomainError, DomainResult};
+pub use id::{AccountId, ApiKeyId, InviteId, WorkspaceId};
+pub use role::{Capability, Role};

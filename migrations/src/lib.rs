@@ -1,0 +1,16 @@
+//! The database schema, one migration per change, applied by `herald migrate` and at start-up.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_foundation;
+pub mod testing;
+
+/// Every schema change in the order it was made.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_foundation::Migration)]
+    }
+}

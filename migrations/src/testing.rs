@@ -1,0 +1,56 @@
+//! Fresh, fully migrated databases for tests: an in-memory SQLite always, and a PostgreSQL schema of
+//! its own per call when `TEST_DATABASE_URL` is set, so tests never see each other's rows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sea_orm_migration::sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+
+use crate::{Migrator, MigratorTrait};
+
+/// A migrated in-memory SQLite database. One connection, so every query sees the same memory.
+pub async fn fresh_sqlite() -> DatabaseConnection {
+    let mut options = ConnectOptions::new("sqlite::memory:");
+    options.max_connections(1).min_connections(1).sqlx_logging(false);
+    let db = Database::connect(options).await.expect("open in-memory SQLite");
+    Migrator::up(&db, None).await.expect("migrate SQLite");
+    db
+}
+
+/// A new, migrated schema in the PostgreSQL database at `url`.
+pub async fn fresh_postgres(url: &str) -> DatabaseConnection {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let schema = format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = Database::connect(url).await.expect("connect to TEST_DATABASE_URL");
+    admin
+        .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+        .await
+        .expect("create test schema");
+    admin.close().await.ok();
+    let mut options = ConnectOptions::new(url);
+    options.max_connections(5).set_schema_search_path(schema).sqlx_logging(false);
+    let db = Database::connect(options).await.expect("connect to the test schema");
+    Migrator::up(&db, None).await.expect("migrate PostgreSQL");
+    db
+}
+
+/// Every database the integration tests should run on: SQLite, plus PostgreSQL when
+/// `TEST_DATABASE_URL` is set.
+pub async fn test_databases() -> Vec<DatabaseConnection> {
+    let mut dbs = vec![fresh_sqlite().await];
+    if let Some(url) = postgres_url() {
+        dbs.push(fresh_postgres(&url).await);
+    }
+    dbs
+}
+
+/// `TEST_DATABASE_URL`, when set and not empty.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL").ok().filter(|url| !url.trim().is_empty())
+}
