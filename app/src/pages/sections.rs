@@ -1,0 +1,55 @@
+//! Sections whose objects arrive with later work (campaigns, Canvases, segments, users, templates,
+//! the activity log). Until then each says plainly what it will hold; none pretends to have data.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::components::EmptyState;
+
+#[component]
+fn Section(title: &'static str, empty: &'static str, body: &'static str) -> impl IntoView {
+    view! {
+        <Title text=title/>
+        <div class="page-head"><h1>{title}</h1></div>
+        <EmptyState title=empty>
+            <p>{body}</p>
+            <p class="hint">"This part of Herald is not built yet."</p>
+        </EmptyState>
+    }
+}
+
+#[component]
+pub fn CampaignsPage() -> impl IntoView {
+    view! { <Section title="Campaigns" empty="No campaigns yet"
+        body="Webhook campaigns (scheduled, action-based or API-triggered) and API campaigns will be listed here."/> }
+}
+
+#[component]
+pub fn CanvasesPage() -> impl IntoView {
+    view! { <Section title="Canvases" empty="No Canvases yet"
+        body="Multi-step journeys with delays, splits and Message steps will be listed here."/> }
+}
+
+#[component]
+pub fn SegmentsPage() -> impl IntoView {
+    view! { <Section title="Segments" empty="No segments yet"
+        body="Audiences built from attributes and custom events, with their live size, will be listed here."/> }
+}
+
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    view! { <Section title="Users" empty="No users yet"
+        body="Profiles sent through /api/users/track will be searchable here."/> }
+}
+
+#[component]
+pub fn TemplatesPage() -> impl IntoView {
+    view! { <Section title="Templates" empty="No templates yet"
+        body="Reusable webhook templates with Liquid personalization will be listed here."/> }
+}
+
+#[component]
+pub fn ActivityPage() -> impl IntoView {
+    view! { <Section title="Activity" empty="No messages sent yet"
+        body="Every webhook attempt, with its status, latency and response, will be logged here."/> }
+}

@@ -1,0 +1,24 @@
+//! The REST API under `/api`: Braze-compatible endpoints (added by later work) and Herald's
+//! management endpoints under `/api/v1`. Every request passes [`gate`]: the bearer key is checked,
+//! the caller's requests are counted, and every response carries the rate-limit headers.
+
+mod error;
+mod gate;
+mod management;
+
+use axum::routing::get;
+use axum::Router;
+
+pub use error::ApiError;
+pub use gate::ApiCaller;
+
+use crate::AppState;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/workspace", get(management::current_workspace))
+        .route("/v1/workspaces/{workspace_id}", get(management::workspace_by_id))
+        .route("/v1/api_keys", get(management::api_keys))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state, gate::gate))
+}

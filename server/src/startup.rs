@@ -1,0 +1,159 @@
+//! Opening the database, assembling the HTTP application and serving it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::ssr::ServerContext;
+use app::{shell, App};
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{middleware, Router};
+use domain::Clock;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::session_store::DbSessionStore;
+use crate::Config;
+
+/// Everything request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Opens the configured database (creating the SQLite file's directory if needed).
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, BoxError> {
+    let url = config.database_url.as_str();
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let path = path.split('?').next().unwrap_or_default();
+        if !path.is_empty() && path != ":memory:" {
+            if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create the database directory {}: {e}", dir.display()))?;
+            }
+        }
+    }
+    let mut options = ConnectOptions::new(url);
+    options.sqlx_logging(false).connect_timeout(Duration::from_secs(10));
+    let db = Database::connect(options)
+        .await
+        .map_err(|e| format!("cannot open the database at {url}: {e}"))?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        // WAL lets readers proceed while a writer commits; the setting is stored in the file.
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+    }
+    Ok(db)
+}
+
+/// A server listening in the background (used by `serve` and by tests).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub handle: JoinHandle<Result<(), std::io::Error>>,
+}
+
+/// Migrates the database, builds the app and serves it on `listener`.
+pub async fn start(
+    db: DatabaseConnection,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+) -> Result<RunningServer, BoxError> {
+    Migrator::up(&db, None).await.map_err(|e| format!("migrations failed: {e}"))?;
+    let store = DbSessionStore::open(&db).await?;
+    tokio::spawn(store.clone().continuously_delete_expired(Duration::from_secs(3600)));
+
+    let leptos_options = LeptosOptions::builder()
+        .output_name("herald")
+        .site_root(config.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(config.bind)
+        .build();
+    let state = AppState { db, config: Arc::new(config), clock, leptos_options };
+    let app = router(state, store);
+    let addr = listener.local_addr()?;
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
+    Ok(RunningServer { addr, handle })
+}
+
+fn router(state: AppState, store: DbSessionStore) -> Router {
+    let context = ServerContext {
+        db: state.db.clone(),
+        clock: state.clock.clone(),
+        public_url: state.config.public_base(),
+    };
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("herald_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::days(7)));
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .nest("/api", crate::api::router(state.clone()))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context.clone()),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::csrf::same_origin_only))
+        .layer(sessions)
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
