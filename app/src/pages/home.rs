@@ -18,7 +18,7 @@ pub fn HomePage() -> impl IntoView {
                     Ok(Landing::FirstRun) => view! { <Redirect path="/setup"/> }.into_any(),
                     Ok(Landing::SignIn) => view! { <Redirect path="/login"/> }.into_any(),
                     Ok(Landing::Workspace(id)) => view! { <Redirect path=format!("/w/{id}")/> }.into_any(),
-                    Ok(Landing::NoWorkspace) => view! { <NewWorkspacePage/> }.into_any(),
+                    Ok(Landing::NoWorkspace) => view! { <Redirect path="/workspaces/new"/> }.into_any(),
                     Err(e) => view! { <main class="centered"><ErrorPanel error=e/></main> }.into_any(),
                 }
             })}
