@@ -88,16 +88,21 @@ pub async fn find_workspace(
         .ok_or(DomainError::NotFound("workspace"))
 }
 
+/// The one active workspace with this name; names are not unique, so several is an error.
 pub async fn find_workspace_by_name(
     db: &impl ConnectionTrait,
     name: &str,
 ) -> DomainResult<workspace::Model> {
-    workspace::Entity::find()
+    let mut found = workspace::Entity::find()
         .filter(workspace::Column::Name.eq(name.trim()))
         .filter(workspace::Column::ArchivedAt.is_null())
-        .one(db)
-        .await?
-        .ok_or(DomainError::NotFound("workspace"))
+        .all(db)
+        .await?;
+    match found.len() {
+        0 => Err(DomainError::NotFound("workspace")),
+        1 => Ok(found.remove(0)),
+        n => Err(DomainError::invalid("workspace", format!("{n} active workspaces have this name; use the id"))),
+    }
 }
 
 /// The account's role in the workspace, if it is a member.

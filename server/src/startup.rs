@@ -126,8 +126,20 @@ fn router(state: AppState, store: DbSessionStore) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn_with_state(state.clone(), crate::csrf::same_origin_only))
+        .layer(middleware::map_response(security_headers))
         .layer(sessions)
         .with_state(state)
+}
+
+/// Headers every response carries: no framing by other sites (clickjacking), no MIME sniffing, and
+/// no full URLs (invite tokens are in paths) in the Referer sent to other sites.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {

@@ -18,6 +18,8 @@ async fn health_and_readiness_answer() {
         assert_eq!(health.status(), StatusCode::OK);
         let ready = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
         assert_eq!(ready.status(), StatusCode::OK);
+        assert_eq!(ready.headers()["x-frame-options"], "DENY");
+        assert_eq!(ready.headers()["referrer-policy"], "same-origin");
     }
 }
 
