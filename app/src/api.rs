@@ -145,12 +145,16 @@ fn summary(workspace: &domain::entity::workspace::Model, role: Role) -> Workspac
 #[cfg(feature = "ssr")]
 async fn me_of(account: &domain::entity::account::Model) -> Result<Me, ServerFnError> {
     let ctx = ctx()?;
-    let workspaces = domain::workspace::workspaces_of(&ctx.db, &AccountId::from_db(account.id.clone()))
-        .await
-        .map_err(fail)?;
+    let workspaces =
+        domain::workspace::workspaces_of(&ctx.db, &AccountId::from_db(account.id.clone()))
+            .await
+            .map_err(fail)?;
     Ok(Me {
         email: account.email.clone(),
-        workspaces: workspaces.iter().map(|(w, role)| summary(w, *role)).collect(),
+        workspaces: workspaces
+            .iter()
+            .map(|(w, role)| summary(w, *role))
+            .collect(),
     })
 }
 
@@ -158,7 +162,9 @@ async fn me_of(account: &domain::entity::account::Model) -> Result<Me, ServerFnE
 #[cfg(feature = "ssr")]
 fn safe_next(next: Option<String>, fallback: String) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path,
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path
+        }
         _ => fallback,
     }
 }
@@ -181,7 +187,11 @@ pub async fn get_landing() -> Result<Landing, ServerFnError> {
 
 /// First run: creates the owner account and the first workspace, then signs in.
 #[server(prefix = "/srv", endpoint = "create_owner")]
-pub async fn create_owner(email: String, password: String, workspace_name: String) -> Result<(), ServerFnError> {
+pub async fn create_owner(
+    email: String,
+    password: String,
+    workspace_name: String,
+) -> Result<(), ServerFnError> {
     let ctx = ctx()?;
     let (owner, workspace) =
         domain::account::create_owner(&ctx.db, &email, &password, &workspace_name, ctx.clock.now())
@@ -193,9 +203,15 @@ pub async fn create_owner(email: String, password: String, workspace_name: Strin
 }
 
 #[server(prefix = "/srv", endpoint = "sign_in")]
-pub async fn sign_in(email: String, password: String, next: Option<String>) -> Result<(), ServerFnError> {
+pub async fn sign_in(
+    email: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), ServerFnError> {
     let ctx = ctx()?;
-    let account = domain::account::sign_in(&ctx.db, &email, &password, ctx.clock.now()).await.map_err(fail)?;
+    let account = domain::account::sign_in(&ctx.db, &email, &password, ctx.clock.now())
+        .await
+        .map_err(fail)?;
     start_session(&account).await?;
     leptos_axum::redirect(&safe_next(next, "/".into()));
     Ok(())
@@ -218,7 +234,10 @@ pub async fn get_me() -> Result<Me, ServerFnError> {
 #[server(prefix = "/srv", endpoint = "workspace_shell")]
 pub async fn get_workspace_shell(ws: String) -> Result<WorkspaceShell, ServerFnError> {
     let (account, access) = authorize(&ws, Capability::Read).await?;
-    Ok(WorkspaceShell { me: me_of(&account).await?, current: summary(&access.workspace, access.role) })
+    Ok(WorkspaceShell {
+        me: me_of(&account).await?,
+        current: summary(&access.workspace, access.role),
+    })
 }
 
 #[server(prefix = "/srv", endpoint = "create_workspace")]
@@ -253,7 +272,9 @@ pub async fn get_workspace_details(ws: String) -> Result<WorkspaceDetails, Serve
 pub async fn rename_workspace(ws: String, name: String) -> Result<String, ServerFnError> {
     let (_, access) = authorize(&ws, Capability::Administer).await?;
     let ctx = ctx()?;
-    let renamed = domain::workspace::rename_workspace(&ctx.db, &access, &name).await.map_err(fail)?;
+    let renamed = domain::workspace::rename_workspace(&ctx.db, &access, &name)
+        .await
+        .map_err(fail)?;
     Ok(renamed.name)
 }
 
@@ -261,7 +282,9 @@ pub async fn rename_workspace(ws: String, name: String) -> Result<String, Server
 pub async fn set_workspace_archived(ws: String, archived: bool) -> Result<(), ServerFnError> {
     let (_, access) = authorize(&ws, Capability::Administer).await?;
     let ctx = ctx()?;
-    domain::workspace::set_archived(&ctx.db, &access, archived, ctx.clock.now()).await.map_err(fail)?;
+    domain::workspace::set_archived(&ctx.db, &access, archived, ctx.clock.now())
+        .await
+        .map_err(fail)?;
     Ok(())
 }
 
@@ -270,10 +293,14 @@ pub async fn list_members(ws: String) -> Result<MembersView, ServerFnError> {
     let (account, access) = authorize(&ws, Capability::Read).await?;
     let ctx = ctx()?;
     let id = access.workspace_id();
-    let members = domain::workspace::list_members(&ctx.db, &id).await.map_err(fail)?;
+    let members = domain::workspace::list_members(&ctx.db, &id)
+        .await
+        .map_err(fail)?;
     let can_manage = access.role.allows(Capability::Administer);
     let invites = if can_manage {
-        domain::invite::list_pending(&ctx.db, &id, ctx.clock.now()).await.map_err(fail)?
+        domain::invite::list_pending(&ctx.db, &id, ctx.clock.now())
+            .await
+            .map_err(fail)?
     } else {
         Vec::new()
     };
@@ -290,7 +317,12 @@ pub async fn list_members(ws: String) -> Result<MembersView, ServerFnError> {
             .collect(),
         invites: invites
             .into_iter()
-            .map(|i| InviteRow { id: i.id, email: i.email, role: i.role, expires: when(i.expires_at) })
+            .map(|i| InviteRow {
+                id: i.id,
+                email: i.email,
+                role: i.role,
+                expires: when(i.expires_at),
+            })
             .collect(),
         can_manage,
     })
@@ -301,19 +333,31 @@ pub async fn add_member(ws: String, email: String, role: String) -> Result<(), S
     let (_, access) = authorize(&ws, Capability::Administer).await?;
     let ctx = ctx()?;
     let role = Role::parse(&role).map_err(fail)?;
-    domain::workspace::add_member(&ctx.db, &access.workspace_id(), &email, role, ctx.clock.now())
-        .await
-        .map_err(fail)?;
+    domain::workspace::add_member(
+        &ctx.db,
+        &access.workspace_id(),
+        &email,
+        role,
+        ctx.clock.now(),
+    )
+    .await
+    .map_err(fail)?;
     Ok(())
 }
 
 #[server(prefix = "/srv", endpoint = "change_member_role")]
-pub async fn change_member_role(ws: String, account_id: String, role: String) -> Result<(), ServerFnError> {
+pub async fn change_member_role(
+    ws: String,
+    account_id: String,
+    role: String,
+) -> Result<(), ServerFnError> {
     let (_, access) = authorize(&ws, Capability::Administer).await?;
     let ctx = ctx()?;
     let role = Role::parse(&role).map_err(fail)?;
     let member = AccountId::parse(&account_id).map_err(fail)?;
-    domain::workspace::change_role(&ctx.db, &access.workspace_id(), &member, role).await.map_err(fail)?;
+    domain::workspace::change_role(&ctx.db, &access.workspace_id(), &member, role)
+        .await
+        .map_err(fail)?;
     Ok(())
 }
 
@@ -322,12 +366,18 @@ pub async fn remove_member(ws: String, account_id: String) -> Result<(), ServerF
     let (_, access) = authorize(&ws, Capability::Administer).await?;
     let ctx = ctx()?;
     let member = AccountId::parse(&account_id).map_err(fail)?;
-    domain::workspace::remove_member(&ctx.db, &access.workspace_id(), &member).await.map_err(fail)?;
+    domain::workspace::remove_member(&ctx.db, &access.workspace_id(), &member)
+        .await
+        .map_err(fail)?;
     Ok(())
 }
 
 #[server(prefix = "/srv", endpoint = "create_invite")]
-pub async fn create_invite(ws: String, email: String, role: String) -> Result<CreatedInvite, ServerFnError> {
+pub async fn create_invite(
+    ws: String,
+    email: String,
+    role: String,
+) -> Result<CreatedInvite, ServerFnError> {
     let (account, access) = authorize(&ws, Capability::Administer).await?;
     let ctx = ctx()?;
     let role = Role::parse(&role).map_err(fail)?;
@@ -353,14 +403,18 @@ pub async fn revoke_invite(ws: String, invite_id: String) -> Result<(), ServerFn
     let (_, access) = authorize(&ws, Capability::Administer).await?;
     let ctx = ctx()?;
     let id = domain::InviteId::parse(&invite_id).map_err(fail)?;
-    domain::invite::revoke_invite(&ctx.db, &access.workspace_id(), &id).await.map_err(fail)?;
+    domain::invite::revoke_invite(&ctx.db, &access.workspace_id(), &id)
+        .await
+        .map_err(fail)?;
     Ok(())
 }
 
 #[server(prefix = "/srv", endpoint = "invite_info")]
 pub async fn get_invite_info(token: String) -> Result<InviteInfo, ServerFnError> {
     let ctx = ctx()?;
-    let open = domain::invite::open_invite(&ctx.db, &token, ctx.clock.now()).await.map_err(fail)?;
+    let open = domain::invite::open_invite(&ctx.db, &token, ctx.clock.now())
+        .await
+        .map_err(fail)?;
     let me = crate::ssr::current_account().await?;
     Ok(InviteInfo {
         workspace_name: open.workspace.name,
@@ -377,10 +431,15 @@ pub async fn accept_invite(token: String, password: Option<String>) -> Result<()
     let ctx = ctx()?;
     let me = crate::ssr::current_account().await?;
     let me_id = me.as_ref().map(|a| AccountId::from_db(a.id.clone()));
-    let (account, workspace) =
-        domain::invite::accept_invite(&ctx.db, &token, me_id.as_ref(), password.as_deref(), ctx.clock.now())
-            .await
-            .map_err(fail)?;
+    let (account, workspace) = domain::invite::accept_invite(
+        &ctx.db,
+        &token,
+        me_id.as_ref(),
+        password.as_deref(),
+        ctx.clock.now(),
+    )
+    .await
+    .map_err(fail)?;
     if me.is_none() {
         start_session(&account).await?;
     }
@@ -393,7 +452,9 @@ pub async fn list_api_keys(ws: String) -> Result<ApiKeysView, ServerFnError> {
     let (_, access) = authorize(&ws, Capability::Read).await?;
     let ctx = ctx()?;
     let can_manage = access.role.allows(Capability::Administer);
-    let keys = domain::api_key::list_api_keys(&ctx.db, &access.workspace_id()).await.map_err(fail)?;
+    let keys = domain::api_key::list_api_keys(&ctx.db, &access.workspace_id())
+        .await
+        .map_err(fail)?;
     Ok(ApiKeysView {
         keys: keys
             .into_iter()
@@ -409,7 +470,10 @@ pub async fn list_api_keys(ws: String) -> Result<ApiKeysView, ServerFnError> {
             })
             .collect(),
         can_manage,
-        all_permissions: domain::api_key::PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+        all_permissions: domain::api_key::PERMISSIONS
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
     })
 }
 
@@ -433,7 +497,10 @@ pub async fn create_api_key(
     )
     .await
     .map_err(fail)?;
-    Ok(CreatedApiKey { name: new.key.name, secret: new.secret })
+    Ok(CreatedApiKey {
+        name: new.key.name,
+        secret: new.secret,
+    })
 }
 
 #[server(prefix = "/srv", endpoint = "revoke_api_key")]
@@ -441,7 +508,8 @@ pub async fn revoke_api_key(ws: String, key_id: String) -> Result<(), ServerFnEr
     let (_, access) = authorize(&ws, Capability::Administer).await?;
     let ctx = ctx()?;
     let id = domain::ApiKeyId::parse(&key_id).map_err(fail)?;
-    domain::api_key::revoke_api_key(&ctx.db, &access.workspace_id(), &id, ctx.clock.now()).await.map_err(fail)?;
+    domain::api_key::revoke_api_key(&ctx.db, &access.workspace_id(), &id, ctx.clock.now())
+        .await
+        .map_err(fail)?;
     Ok(())
 }
-

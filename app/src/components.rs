@@ -7,7 +7,11 @@ use crate::api::error_text;
 /// A form's error message, announced to screen readers.
 #[component]
 pub fn FormError(#[prop(into)] message: Signal<Option<String>>) -> impl IntoView {
-    move || message.get().map(|m| view! { <p class="form-error" role="alert">{m}</p> })
+    move || {
+        message
+            .get()
+            .map(|m| view! { <p class="form-error" role="alert">{m}</p> })
+    }
 }
 
 /// The error of an action's last run, if it failed.
@@ -59,7 +63,11 @@ pub fn role_label(role: &str) -> &'static str {
 
 /// The role picker used by member and invite forms.
 #[component]
-pub fn RoleSelect(name: &'static str, #[prop(optional)] selected: Option<String>, #[prop(optional)] id: Option<&'static str>) -> impl IntoView {
+pub fn RoleSelect(
+    name: &'static str,
+    #[prop(optional)] selected: Option<String>,
+    #[prop(optional)] id: Option<&'static str>,
+) -> impl IntoView {
     let selected = selected.unwrap_or_else(|| "marketer".into());
     view! {
         <select name=name id=id>

@@ -19,6 +19,8 @@ pub struct ServerContext {
     pub clock: Arc<dyn Clock>,
     /// Public base URL without a trailing slash, for links shown to people.
     pub public_url: String,
+    /// Wakes the delivery engine after sends are enqueued.
+    pub engine: Arc<tokio::sync::Notify>,
 }
 
 /// The session key holding the signed-in account's id.
@@ -32,7 +34,9 @@ pub fn ctx() -> Result<ServerContext, ServerFnError> {
 }
 
 pub async fn session() -> Result<Session, ServerFnError> {
-    leptos_axum::extract::<Session>().await.map_err(|e| ServerFnError::new(format!("session: {e}")))
+    leptos_axum::extract::<Session>()
+        .await
+        .map_err(|e| ServerFnError::new(format!("session: {e}")))
 }
 
 fn set_status(status: StatusCode) {
@@ -74,7 +78,11 @@ pub fn internal(error: impl std::fmt::Display) -> ServerFnError {
 /// The signed-in account, if any. A session pointing at a deleted account counts as signed out.
 pub async fn current_account() -> Result<Option<account::Model>, ServerFnError> {
     let session = session().await?;
-    let Some(id) = session.get::<String>(SESSION_ACCOUNT).await.map_err(internal)? else {
+    let Some(id) = session
+        .get::<String>(SESSION_ACCOUNT)
+        .await
+        .map_err(internal)?
+    else {
         return Ok(None);
     };
     let ctx = ctx()?;
@@ -98,13 +106,21 @@ pub async fn require_account() -> Result<account::Model, ServerFnError> {
 
 /// The signed-in account and its access to workspace `ws` for `capability`; every server function
 /// touching a workspace starts here.
-pub async fn authorize(ws: &str, capability: Capability) -> Result<(account::Model, Access), ServerFnError> {
+pub async fn authorize(
+    ws: &str,
+    capability: Capability,
+) -> Result<(account::Model, Access), ServerFnError> {
     let account = require_account().await?;
     let ctx = ctx()?;
     let workspace = WorkspaceId::parse(ws).map_err(fail)?;
-    let access = domain::workspace::authorize(&ctx.db, &AccountId::from_db(account.id.clone()), &workspace, capability)
-        .await
-        .map_err(fail)?;
+    let access = domain::workspace::authorize(
+        &ctx.db,
+        &AccountId::from_db(account.id.clone()),
+        &workspace,
+        capability,
+    )
+    .await
+    .map_err(fail)?;
     Ok((account, access))
 }
 
@@ -112,7 +128,10 @@ pub async fn authorize(ws: &str, capability: Capability) -> Result<(account::Mod
 pub async fn start_session(account: &account::Model) -> Result<(), ServerFnError> {
     let session = session().await?;
     session.cycle_id().await.map_err(internal)?;
-    session.insert(SESSION_ACCOUNT, account.id.clone()).await.map_err(internal)?;
+    session
+        .insert(SESSION_ACCOUNT, account.id.clone())
+        .await
+        .map_err(internal)?;
     Ok(())
 }
 

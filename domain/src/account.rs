@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use crate::entity::{account, sign_in_failure, workspace};
-use crate::{validate, AccountId, DomainError, DomainResult};
+use crate::{AccountId, DomainError, DomainResult, validate};
 
 /// Failed sign-ins allowed per email within [`THROTTLE_WINDOW_MINUTES`].
 pub const MAX_FAILED_SIGN_INS: u64 = 5;
@@ -23,7 +23,10 @@ pub async fn has_accounts(db: &impl ConnectionTrait) -> DomainResult<bool> {
     Ok(account::Entity::find().count(db).await? > 0)
 }
 
-pub async fn find_account(db: &impl ConnectionTrait, id: &AccountId) -> DomainResult<account::Model> {
+pub async fn find_account(
+    db: &impl ConnectionTrait,
+    id: &AccountId,
+) -> DomainResult<account::Model> {
     account::Entity::find_by_id(id.as_str())
         .one(db)
         .await?
@@ -35,7 +38,10 @@ pub async fn find_account_by_email(
     email: &str,
 ) -> DomainResult<Option<account::Model>> {
     let email = email.trim().to_lowercase();
-    Ok(account::Entity::find().filter(account::Column::Email.eq(email)).one(db).await?)
+    Ok(account::Entity::find()
+        .filter(account::Column::Email.eq(email))
+        .one(db)
+        .await?)
 }
 
 /// Creates an account after checking the email and password.
@@ -49,7 +55,10 @@ pub async fn create_account(
     let email = validate::email("email", email)?;
     validate::password("password", password)?;
     if find_account_by_email(db, &email).await?.is_some() {
-        return Err(DomainError::conflict("email", "an account with this email already exists"));
+        return Err(DomainError::conflict(
+            "email",
+            "an account with this email already exists",
+        ));
     }
     let model = account::ActiveModel {
         id: Set(AccountId::generate().into_string()),
@@ -151,5 +160,4 @@ pub async fn sign_in(
 }
 
 /// An argon2id hash of a random password, verified against when the email is unknown.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$N0Ww5xE2iLqX9pQ8pXbH2f6g0ZK8W3d3nqQe1X7fK4s";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$N0Ww5xE2iLqX9pQ8pXbH2f6g0ZK8W3d3nqQe1X7fK4s";

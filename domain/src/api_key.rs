@@ -11,7 +11,7 @@ use sea_orm::{
 };
 
 use crate::entity::{api_key, workspace};
-use crate::{validate, AccountId, ApiKeyId, DomainError, DomainResult, WorkspaceId};
+use crate::{AccountId, ApiKeyId, DomainError, DomainResult, WorkspaceId, validate};
 
 /// Every permission a key can hold: Braze's names for the endpoints Herald serves or will serve,
 /// plus `herald.manage` for the management API.
@@ -120,7 +120,10 @@ pub fn parse_ip_allowlist(text: &str) -> DomainResult<Vec<IpNet>> {
                 .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
                 .map(|net| net.trunc())
                 .map_err(|_| {
-                    DomainError::invalid("ip_allowlist", format!("“{part}” is not an IP address or CIDR range"))
+                    DomainError::invalid(
+                        "ip_allowlist",
+                        format!("“{part}” is not an IP address or CIDR range"),
+                    )
                 })
         })
         .collect()
@@ -131,14 +134,20 @@ pub fn parse_permissions(names: &[String]) -> DomainResult<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         if !PERMISSIONS.contains(&name) {
-            return Err(DomainError::invalid("permissions", format!("“{name}” is not a known permission")));
+            return Err(DomainError::invalid(
+                "permissions",
+                format!("“{name}” is not a known permission"),
+            ));
         }
         if !out.iter().any(|p| p == name) {
             out.push(name.to_string());
         }
     }
     if out.is_empty() {
-        return Err(DomainError::invalid("permissions", "choose at least one permission"));
+        return Err(DomainError::invalid(
+            "permissions",
+            "choose at least one permission",
+        ));
     }
     Ok(out)
 }
@@ -171,11 +180,17 @@ pub async fn create_api_key(
     }
     .insert(db)
     .await?;
-    Ok(NewApiKey { key: ApiKey::from_model(model), secret })
+    Ok(NewApiKey {
+        key: ApiKey::from_model(model),
+        secret,
+    })
 }
 
 /// The workspace's keys, revoked ones last, newest first.
-pub async fn list_api_keys(db: &impl ConnectionTrait, workspace: &WorkspaceId) -> DomainResult<Vec<ApiKey>> {
+pub async fn list_api_keys(
+    db: &impl ConnectionTrait,
+    workspace: &WorkspaceId,
+) -> DomainResult<Vec<ApiKey>> {
     let mut keys: Vec<ApiKey> = api_key::Entity::find()
         .filter(api_key::Column::WorkspaceId.eq(workspace.as_str()))
         .order_by_desc(api_key::Column::CreatedAt)
@@ -263,6 +278,11 @@ mod tests {
         let ok = parse_permissions(&["users.track".into(), "users.track".into()]).unwrap();
         assert_eq!(ok, vec!["users.track".to_string()]);
         assert!(parse_permissions(&[]).is_err());
-        assert!(parse_permissions(&["users.hack".into()]).unwrap_err().to_string().contains("users.hack"));
+        assert!(
+            parse_permissions(&["users.hack".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("users.hack")
+        );
     }
 }

@@ -7,10 +7,16 @@ use sea_orm::DbErr;
 pub enum DomainError {
     /// A value was rejected; `field` names the input it came from.
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     /// The value would clash with an existing one.
     #[error("{field}: {message}")]
-    Conflict { field: &'static str, message: String },
+    Conflict {
+        field: &'static str,
+        message: String,
+    },
     /// Nothing by that id, or nothing the caller may see (both look the same on purpose).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -29,11 +35,17 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid { field, message: message.into() }
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
     }
 
     pub fn conflict(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict { field, message: message.into() }
+        Self::Conflict {
+            field,
+            message: message.into(),
+        }
     }
 
     /// The input field this error is about, when there is one.

@@ -56,3 +56,5 @@ id_type!(/// A REST API key.
     ApiKeyId, "API key");
 id_type!(/// A pending invitation.
     InviteId, "invite");
+id_type!(/// One webhook send in the outbox; sent as `webhook-id` on every attempt.
+    SendId, "send");

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use crate::entity::{account, invite, workspace};
-use crate::{validate, AccountId, DomainError, DomainResult, InviteId, Role, WorkspaceId};
+use crate::{AccountId, DomainError, DomainResult, InviteId, Role, WorkspaceId, validate};
 
 /// How long an invite link stays valid.
 pub const INVITE_VALID_DAYS: i64 = 7;
@@ -39,8 +39,14 @@ pub async fn create_invite(
     let email = validate::email("email", email)?;
     if let Some(account) = crate::account::find_account_by_email(db, &email).await? {
         let id = AccountId::from_db(account.id);
-        if crate::workspace::role_in(db, &id, workspace).await?.is_some() {
-            return Err(DomainError::conflict("email", "is already a member of this workspace"));
+        if crate::workspace::role_in(db, &id, workspace)
+            .await?
+            .is_some()
+        {
+            return Err(DomainError::conflict(
+                "email",
+                "is already a member of this workspace",
+            ));
         }
     }
     let token = crate::secret::random_token(32);
@@ -80,7 +86,9 @@ pub async fn revoke_invite(
     workspace: &WorkspaceId,
     id: &InviteId,
 ) -> DomainResult<()> {
-    let result = invite::Entity::delete_by_id((workspace.to_string(), id.to_string())).exec(db).await?;
+    let result = invite::Entity::delete_by_id((workspace.to_string(), id.to_string()))
+        .exec(db)
+        .await?;
     if result.rows_affected == 0 {
         return Err(DomainError::NotFound("invite"));
     }
@@ -99,15 +107,24 @@ pub async fn open_invite(
         .await?
         .ok_or(DomainError::NotFound("invite"))?;
     if invite.accepted_at.is_some() {
-        return Err(DomainError::Forbidden("this invite link has already been used".into()));
+        return Err(DomainError::Forbidden(
+            "this invite link has already been used".into(),
+        ));
     }
     if invite.expires_at <= now {
-        return Err(DomainError::Forbidden("this invite link has expired; ask for a new one".into()));
+        return Err(DomainError::Forbidden(
+            "this invite link has expired; ask for a new one".into(),
+        ));
     }
     let workspace =
-        crate::workspace::find_workspace(db, &WorkspaceId::from_db(invite.workspace_id.clone())).await?;
+        crate::workspace::find_workspace(db, &WorkspaceId::from_db(invite.workspace_id.clone()))
+            .await?;
     let existing_account = crate::account::find_account_by_email(db, &invite.email).await?;
-    Ok(OpenInvite { invite, workspace, existing_account })
+    Ok(OpenInvite {
+        invite,
+        workspace,
+        existing_account,
+    })
 }
 
 /// Accepts an invite. `signed_in` is the account of the person holding the link, if signed in; with
@@ -146,8 +163,14 @@ where
     };
     let workspace = WorkspaceId::from_db(open.invite.workspace_id.clone());
     let role = Role::parse(&open.invite.role)?;
-    crate::workspace::insert_membership(&txn, &workspace, &AccountId::from_db(account.id.clone()), role, now)
-        .await?;
+    crate::workspace::insert_membership(
+        &txn,
+        &workspace,
+        &AccountId::from_db(account.id.clone()),
+        role,
+        now,
+    )
+    .await?;
     let mut spent = open.invite.into_active_model();
     spent.accepted_at = Set(Some(now));
     spent.update(&txn).await?;

@@ -8,13 +8,16 @@ pub mod entity;
 pub mod error;
 pub mod id;
 pub mod invite;
+pub mod outbox;
 pub mod rate_limit;
 pub mod role;
 pub mod secret;
+pub mod template;
 pub mod validate;
+pub mod webhook;
 pub mod workspace;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
-pub use id::{AccountId, ApiKeyId, InviteId, WorkspaceId};
+pub use id::{AccountId, ApiKeyId, InviteId, SendId, WorkspaceId};
 pub use role::{Capability, Role};

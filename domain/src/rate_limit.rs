@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
-use crate::entity::rate_window;
 use crate::DomainResult;
+use crate::entity::rate_window;
 
 /// The outcome of counting one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,19 +30,28 @@ pub async fn hit(
     let start = now.timestamp().div_euclid(window) * window;
     let insert = Query::insert()
         .into_table(rate_window::Entity)
-        .columns([rate_window::Column::Bucket, rate_window::Column::WindowStart, rate_window::Column::Hits])
+        .columns([
+            rate_window::Column::Bucket,
+            rate_window::Column::WindowStart,
+            rate_window::Column::Hits,
+        ])
         .values_panic([bucket.into(), start.into(), 1i64.into()])
         .on_conflict(
-            OnConflict::columns([rate_window::Column::Bucket, rate_window::Column::WindowStart])
-                .value(
-                    rate_window::Column::Hits,
-                    Expr::col((rate_window::Entity, rate_window::Column::Hits)).add(1),
-                )
-                .to_owned(),
+            OnConflict::columns([
+                rate_window::Column::Bucket,
+                rate_window::Column::WindowStart,
+            ])
+            .value(
+                rate_window::Column::Hits,
+                Expr::col((rate_window::Entity, rate_window::Column::Hits)).add(1),
+            )
+            .to_owned(),
         )
         .returning_col(rate_window::Column::Hits)
         .to_owned();
-    let row = db.query_one(db.get_database_backend().build(&insert)).await?;
+    let row = db
+        .query_one(db.get_database_backend().build(&insert))
+        .await?;
     let hits: i64 = match row {
         Some(row) => row.try_get("", "hits")?,
         None => 1,

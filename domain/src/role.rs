@@ -53,7 +53,10 @@ impl Role {
             "admin" => Ok(Role::Admin),
             "marketer" => Ok(Role::Marketer),
             "viewer" => Ok(Role::Viewer),
-            _ => Err(DomainError::invalid("role", "must be admin, marketer or viewer")),
+            _ => Err(DomainError::invalid(
+                "role",
+                "must be admin, marketer or viewer",
+            )),
         }
     }
 

@@ -22,7 +22,11 @@ pub fn email(field: &'static str, text: &str) -> Result<String, DomainError> {
         }
         None => false,
     };
-    if valid { Ok(email) } else { Err(DomainError::invalid(field, "is not an email address")) }
+    if valid {
+        Ok(email)
+    } else {
+        Err(DomainError::invalid(field, "is not an email address"))
+    }
 }
 
 /// A password of 8 to 128 characters.
@@ -31,7 +35,10 @@ pub fn password(field: &'static str, text: &str) -> Result<(), DomainError> {
     if count < 8 {
         Err(DomainError::invalid(field, "must be at least 8 characters"))
     } else if count > 128 {
-        Err(DomainError::invalid(field, "must be at most 128 characters"))
+        Err(DomainError::invalid(
+            field,
+            "must be at most 128 characters",
+        ))
     } else {
         Ok(())
     }
@@ -43,9 +50,15 @@ pub fn name(field: &'static str, text: &str, max: usize) -> Result<String, Domai
     if name.is_empty() {
         Err(DomainError::invalid(field, "is required"))
     } else if name.chars().count() > max {
-        Err(DomainError::invalid(field, format!("must be at most {max} characters")))
+        Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ))
     } else if name.chars().any(char::is_control) {
-        Err(DomainError::invalid(field, "must not contain control characters"))
+        Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ))
     } else {
         Ok(name.to_string())
     }
@@ -57,8 +70,19 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_bad_ones_name_the_field() {
-        assert_eq!(email("email", "  Ada@Example.COM ").unwrap(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.com"] {
+        assert_eq!(
+            email("email", "  Ada@Example.COM ").unwrap(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.com",
+        ] {
             let err = email("email", bad).unwrap_err();
             assert_eq!(err.field(), Some("email"), "{bad}");
         }

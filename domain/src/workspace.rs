@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use crate::entity::{account, membership, workspace};
-use crate::{validate, AccountId, Capability, DomainError, DomainResult, Role, WorkspaceId};
+use crate::{AccountId, Capability, DomainError, DomainResult, Role, WorkspaceId, validate};
 
 /// The caller's standing in one workspace, proven by [`authorize`].
 #[derive(Clone, Debug)]
@@ -101,7 +101,10 @@ pub async fn find_workspace_by_name(
     match found.len() {
         0 => Err(DomainError::NotFound("workspace")),
         1 => Ok(found.remove(0)),
-        n => Err(DomainError::invalid("workspace", format!("{n} active workspaces have this name; use the id"))),
+        n => Err(DomainError::invalid(
+            "workspace",
+            format!("{n} active workspaces have this name; use the id"),
+        )),
     }
 }
 
@@ -111,10 +114,12 @@ pub async fn role_in(
     account: &AccountId,
     workspace: &WorkspaceId,
 ) -> DomainResult<Option<Role>> {
-    Ok(membership::Entity::find_by_id((workspace.to_string(), account.to_string()))
-        .one(db)
-        .await?
-        .map(|m| role_of(&m)))
+    Ok(
+        membership::Entity::find_by_id((workspace.to_string(), account.to_string()))
+            .one(db)
+            .await?
+            .map(|m| role_of(&m)),
+    )
 }
 
 /// Checks that `account` may do `capability` in `workspace`. A non-member gets `NotFound`, the same
@@ -126,7 +131,9 @@ pub async fn authorize(
     workspace_id: &WorkspaceId,
     capability: Capability,
 ) -> DomainResult<Access> {
-    let role = role_in(db, account, workspace_id).await?.ok_or(DomainError::NotFound("workspace"))?;
+    let role = role_in(db, account, workspace_id)
+        .await?
+        .ok_or(DomainError::NotFound("workspace"))?;
     let workspace = find_workspace(db, workspace_id).await?;
     if !role.allows(capability) {
         let needed = match capability {
@@ -139,7 +146,9 @@ pub async fn authorize(
         )));
     }
     if capability == Capability::Build && workspace.archived_at.is_some() {
-        return Err(DomainError::Forbidden("this workspace is archived; restore it first".into()));
+        return Err(DomainError::Forbidden(
+            "this workspace is archived; restore it first".into(),
+        ));
     }
     Ok(Access { workspace, role })
 }
@@ -162,7 +171,10 @@ pub async fn workspaces_of(
     let mut out: Vec<_> = workspaces
         .into_iter()
         .filter_map(|w| {
-            let role = memberships.iter().find(|m| m.workspace_id == w.id).map(role_of)?;
+            let role = memberships
+                .iter()
+                .find(|m| m.workspace_id == w.id)
+                .map(role_of)?;
             Some((w, role))
         })
         .collect();
@@ -204,7 +216,10 @@ pub async fn list_members(
         .all(db)
         .await?;
     let ids: Vec<String> = rows.iter().map(|m| m.account_id.clone()).collect();
-    let accounts = account::Entity::find().filter(account::Column::Id.is_in(ids)).all(db).await?;
+    let accounts = account::Entity::find()
+        .filter(account::Column::Id.is_in(ids))
+        .all(db)
+        .await?;
     Ok(rows
         .iter()
         .filter_map(|m| {
@@ -228,12 +243,22 @@ pub async fn add_member(
     now: DateTime<Utc>,
 ) -> DomainResult<Member> {
     let email = validate::email("email", email)?;
-    let account = crate::account::find_account_by_email(db, &email).await?.ok_or_else(|| {
-        DomainError::invalid("email", "no account has this email; create an invite link instead")
-    })?;
+    let account = crate::account::find_account_by_email(db, &email)
+        .await?
+        .ok_or_else(|| {
+            DomainError::invalid(
+                "email",
+                "no account has this email; create an invite link instead",
+            )
+        })?;
     let account_id = AccountId::from_db(account.id.clone());
     insert_membership(db, workspace, &account_id, role, now).await?;
-    Ok(Member { account_id, email: account.email, role, since: now })
+    Ok(Member {
+        account_id,
+        email: account.email,
+        role,
+        since: now,
+    })
 }
 
 pub(crate) async fn insert_membership(
@@ -244,7 +269,10 @@ pub(crate) async fn insert_membership(
     now: DateTime<Utc>,
 ) -> DomainResult<()> {
     if role_in(db, account, workspace).await?.is_some() {
-        return Err(DomainError::conflict("email", "is already a member of this workspace"));
+        return Err(DomainError::conflict(
+            "email",
+            "is already a member of this workspace",
+        ));
     }
     membership::ActiveModel {
         workspace_id: Set(workspace.to_string()),
@@ -289,8 +317,14 @@ where
 {
     let txn = db.begin().await?;
     let row = find_membership(&txn, workspace, account).await?;
-    if role_of(&row) == Role::Admin && role != Role::Admin && admin_count(&txn, workspace).await? <= 1 {
-        return Err(DomainError::invalid("role", "the last admin of a workspace must stay an admin"));
+    if role_of(&row) == Role::Admin
+        && role != Role::Admin
+        && admin_count(&txn, workspace).await? <= 1
+    {
+        return Err(DomainError::invalid(
+            "role",
+            "the last admin of a workspace must stay an admin",
+        ));
     }
     let mut model = row.into_active_model();
     model.role = Set(role.as_str().into());
@@ -300,16 +334,24 @@ where
 }
 
 /// Removes a member; the last admin cannot be removed.
-pub async fn remove_member<C>(db: &C, workspace: &WorkspaceId, account: &AccountId) -> DomainResult<()>
+pub async fn remove_member<C>(
+    db: &C,
+    workspace: &WorkspaceId,
+    account: &AccountId,
+) -> DomainResult<()>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
     let row = find_membership(&txn, workspace, account).await?;
     if role_of(&row) == Role::Admin && admin_count(&txn, workspace).await? <= 1 {
-        return Err(DomainError::Forbidden("the last admin of a workspace cannot be removed".into()));
+        return Err(DomainError::Forbidden(
+            "the last admin of a workspace cannot be removed".into(),
+        ));
     }
-    membership::Entity::delete_by_id((row.workspace_id, row.account_id)).exec(&txn).await?;
+    membership::Entity::delete_by_id((row.workspace_id, row.account_id))
+        .exec(&txn)
+        .await?;
     txn.commit().await?;
     Ok(())
 }

@@ -30,13 +30,18 @@ impl AddressPolicy {
         Self { allowed_private }
     }
 
+    /// Whether the operator allowlisted this address explicitly.
+    pub fn is_allowlisted(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.allowed_private.iter().any(|net| net.contains(&ip))
+    }
+
     /// Checks one resolved address.
     pub fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
-        let ip = canonical(ip);
-        if self.allowed_private.iter().any(|net| net.contains(&ip)) {
+        if self.is_allowlisted(ip) {
             return Ok(());
         }
-        match ip {
+        match canonical(ip) {
             IpAddr::V4(v4) => check_v4(v4),
             IpAddr::V6(v6) => check_v6(v6),
         }
@@ -56,7 +61,10 @@ fn check_v4(ip: Ipv4Addr) -> Result<(), Refusal> {
     let addr = IpAddr::V4(ip);
     if ip.is_loopback() {
         Err(Refusal::Loopback(addr))
-    } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) || (a == 198 && (b == 18 || b == 19)) {
+    } else if ip.is_private()
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 198 && (b == 18 || b == 19))
+    {
         // RFC 1918, carrier-grade NAT (100.64/10) and benchmarking (198.18/15).
         Err(Refusal::Private(addr))
     } else if ip.is_link_local() {
@@ -85,7 +93,10 @@ fn check_v6(ip: Ipv6Addr) -> Result<(), Refusal> {
         Err(Refusal::Private(addr))
     } else if first & 0xffc0 == 0xfe80 {
         Err(Refusal::LinkLocal(addr))
-    } else if ip.is_unspecified() || ip.is_multicast() || first == 0x2001 && ip.segments()[1] == 0x0db8 {
+    } else if ip.is_unspecified()
+        || ip.is_multicast()
+        || first == 0x2001 && ip.segments()[1] == 0x0db8
+    {
         Err(Refusal::NotRoutable(addr))
     } else if let Some(v4) = ip.to_ipv4() {
         // NAT64 and the deprecated IPv4-compatible forms can reach IPv4 internals too.
@@ -107,9 +118,21 @@ mod tests {
     fn internal_addresses_are_refused_by_default() {
         let policy = AddressPolicy::default();
         for bad in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "fd00:ec2::254", "fe80::1",
-            "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::",
         ] {
             assert!(policy.check(ip(bad)).is_err(), "{bad} should be refused");
         }
@@ -118,17 +141,28 @@ mod tests {
     #[test]
     fn public_addresses_pass() {
         let policy = AddressPolicy::default();
-        for good in ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for good in [
+            "93.184.215.14",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(policy.check(ip(good)).is_ok(), "{good} should pass");
         }
     }
 
     #[test]
     fn operators_can_allowlist_internal_ranges() {
-        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap(), "10.0.0.0/16".parse().unwrap()]);
+        let policy = AddressPolicy::new(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "10.0.0.0/16".parse().unwrap(),
+        ]);
         assert!(policy.check(ip("127.0.0.1")).is_ok());
         assert!(policy.check(ip("::ffff:127.0.0.1")).is_ok());
         assert!(policy.check(ip("10.0.5.5")).is_ok());
-        assert_eq!(policy.check(ip("10.1.0.1")), Err(Refusal::Private(ip("10.1.0.1"))));
+        assert_eq!(
+            policy.check(ip("10.1.0.1")),
+            Err(Refusal::Private(ip("10.1.0.1")))
+        );
     }
 }

@@ -1,9 +1,14 @@
-//! Herald's runtime. This first slice holds what the delivery engine's configuration is checked
-//! against today: the outbound address policy (SSRF guard) and the delivery settings. The outbox,
-//! dispatcher and retry policy arrive with the delivery-engine issue.
+//! Herald's runtime: the dispatcher that sends webhooks from the outbox, the retry policy, the
+//! shared HTTP client and the outbound address policy (SSRF guard).
 
 pub mod address;
+pub mod client;
+pub mod dispatch;
+pub mod retry;
 pub mod settings;
 
 pub use address::{AddressPolicy, Refusal};
+pub use client::WebhookClient;
+pub use dispatch::{DispatchSettings, Dispatcher};
+pub use retry::RetryPolicy;
 pub use settings::DeliverySettings;

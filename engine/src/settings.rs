@@ -15,4 +15,6 @@ pub struct DeliverySettings {
     pub request_timeout: Duration,
     /// Which destinations are reachable.
     pub addresses: AddressPolicy,
+    /// Ports allowed besides 80 and 443 (allowlisted private addresses may use any port).
+    pub allowed_ports: Vec<u16>,
 }

@@ -93,11 +93,17 @@ fn id(col: impl IntoIden) -> ColumnDef {
 }
 
 fn at(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).timestamp_with_time_zone().not_null().to_owned()
+    ColumnDef::new(col)
+        .timestamp_with_time_zone()
+        .not_null()
+        .to_owned()
 }
 
 fn at_opt(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).timestamp_with_time_zone().null().to_owned()
+    ColumnDef::new(col)
+        .timestamp_with_time_zone()
+        .null()
+        .to_owned()
 }
 
 #[async_trait::async_trait]
@@ -108,9 +114,19 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Account::Table)
                     .col(id(Account::Id).primary_key())
-                    .col(ColumnDef::new(Account::Email).string_len(254).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Account::Email)
+                            .string_len(254)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(Account::PasswordHash).text().not_null())
-                    .col(ColumnDef::new(Account::IsOwner).boolean().not_null().default(false))
+                    .col(
+                        ColumnDef::new(Account::IsOwner)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
                     .col(at(Account::CreatedAt))
                     .to_owned(),
             )
@@ -134,7 +150,11 @@ impl MigrationTrait for Migration {
                     .col(id(Membership::AccountId))
                     .col(ColumnDef::new(Membership::Role).string_len(16).not_null())
                     .col(at(Membership::CreatedAt))
-                    .primary_key(Index::create().col(Membership::WorkspaceId).col(Membership::AccountId))
+                    .primary_key(
+                        Index::create()
+                            .col(Membership::WorkspaceId)
+                            .col(Membership::AccountId),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(Membership::Table, Membership::WorkspaceId)
@@ -167,7 +187,12 @@ impl MigrationTrait for Migration {
                     .col(id(Invite::Id))
                     .col(ColumnDef::new(Invite::Email).string_len(254).not_null())
                     .col(ColumnDef::new(Invite::Role).string_len(16).not_null())
-                    .col(ColumnDef::new(Invite::TokenHash).string_len(64).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Invite::TokenHash)
+                            .string_len(64)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(id(Invite::CreatedBy))
                     .col(at(Invite::CreatedAt))
                     .col(at(Invite::ExpiresAt))
@@ -190,7 +215,12 @@ impl MigrationTrait for Migration {
                     .col(id(ApiKey::Id))
                     .col(ColumnDef::new(ApiKey::Name).string_len(100).not_null())
                     .col(ColumnDef::new(ApiKey::Prefix).string_len(16).not_null())
-                    .col(ColumnDef::new(ApiKey::SecretHash).string_len(64).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(ApiKey::SecretHash)
+                            .string_len(64)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(ApiKey::Permissions).text().not_null())
                     .col(ColumnDef::new(ApiKey::IpAllowlist).text().not_null())
                     .col(ColumnDef::new(ApiKey::CreatedBy).string_len(36).null())
@@ -218,7 +248,11 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(SignInFailure::Email).string_len(254).not_null())
+                    .col(
+                        ColumnDef::new(SignInFailure::Email)
+                            .string_len(254)
+                            .not_null(),
+                    )
                     .col(at(SignInFailure::FailedAt))
                     .to_owned(),
             )
@@ -238,9 +272,17 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RateWindow::Table)
                     .col(ColumnDef::new(RateWindow::Bucket).string_len(80).not_null())
-                    .col(ColumnDef::new(RateWindow::WindowStart).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(RateWindow::WindowStart)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(RateWindow::Hits).big_integer().not_null())
-                    .primary_key(Index::create().col(RateWindow::Bucket).col(RateWindow::WindowStart))
+                    .primary_key(
+                        Index::create()
+                            .col(RateWindow::Bucket)
+                            .col(RateWindow::WindowStart),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -257,7 +299,9 @@ impl MigrationTrait for Migration {
             Workspace::Table.into_iden(),
             Account::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

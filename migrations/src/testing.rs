@@ -11,8 +11,13 @@ use crate::{Migrator, MigratorTrait};
 /// A migrated in-memory SQLite database. One connection, so every query sees the same memory.
 pub async fn fresh_sqlite() -> DatabaseConnection {
     let mut options = ConnectOptions::new("sqlite::memory:");
-    options.max_connections(1).min_connections(1).sqlx_logging(false);
-    let db = Database::connect(options).await.expect("open in-memory SQLite");
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false);
+    let db = Database::connect(options)
+        .await
+        .expect("open in-memory SQLite");
     Migrator::up(&db, None).await.expect("migrate SQLite");
     db
 }
@@ -20,22 +25,32 @@ pub async fn fresh_sqlite() -> DatabaseConnection {
 /// A new, migrated schema in the PostgreSQL database at `url`.
 pub async fn fresh_postgres(url: &str) -> DatabaseConnection {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let schema = format!(
         "t_{}_{}_{}",
         std::process::id(),
         nanos % 1_000_000_000_000,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
-    let admin = Database::connect(url).await.expect("connect to TEST_DATABASE_URL");
+    let admin = Database::connect(url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
     admin
         .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
         .await
         .expect("create test schema");
     admin.close().await.ok();
     let mut options = ConnectOptions::new(url);
-    options.max_connections(5).set_schema_search_path(schema).sqlx_logging(false);
-    let db = Database::connect(options).await.expect("connect to the test schema");
+    options
+        .max_connections(5)
+        .set_schema_search_path(schema)
+        .sqlx_logging(false);
+    let db = Database::connect(options)
+        .await
+        .expect("connect to the test schema");
     Migrator::up(&db, None).await.expect("migrate PostgreSQL");
     db
 }
@@ -52,5 +67,7 @@ pub async fn test_databases() -> Vec<DatabaseConnection> {
 
 /// `TEST_DATABASE_URL`, when set and not empty.
 pub fn postgres_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL").ok().filter(|url| !url.trim().is_empty())
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
 }

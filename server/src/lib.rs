@@ -9,4 +9,4 @@ pub mod session_store;
 pub mod startup;
 
 pub use config::{Cli, Command, Config};
-pub use startup::{connect, start, AppState, RunningServer};
+pub use startup::{AppState, RunningServer, connect, start};

@@ -24,16 +24,15 @@ async fn main() -> ExitCode {
                     .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
                 let public = config.public_base();
                 let running = server::start(db, config, Arc::new(SystemClock), listener).await?;
-                tracing::info!("Herald is listening on http://{} (public URL {public})", running.addr);
+                tracing::info!(
+                    "Herald is listening on http://{} (public URL {public})",
+                    running.addr
+                );
                 running.handle.await??;
             }
             Command::Worker => {
-                use migrations::MigratorTrait;
-                migrations::Migrator::up(&db, None).await?;
-                tracing::info!(
-                    "worker started; it has no delivery work yet (the outbox arrives with the delivery engine)"
-                );
-                tokio::signal::ctrl_c().await?;
+                tracing::info!("delivery worker started");
+                server::startup::run_worker(db, config, Arc::new(SystemClock)).await?;
             }
             Command::Migrate => {
                 use migrations::MigratorTrait;

@@ -17,11 +17,16 @@ pub enum DbSessionStore {
 impl DbSessionStore {
     /// Opens the store on `db` and creates its table if needed. On PostgreSQL the table goes into the
     /// connection's current schema, next to Herald's other tables.
-    pub async fn open(db: &DatabaseConnection) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn open(
+        db: &DatabaseConnection,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         match db.get_database_backend() {
             DbBackend::Postgres => {
                 let row = db
-                    .query_one(Statement::from_string(DbBackend::Postgres, "SELECT current_schema() AS s"))
+                    .query_one(Statement::from_string(
+                        DbBackend::Postgres,
+                        "SELECT current_schema() AS s",
+                    ))
                     .await?
                     .ok_or("no current schema")?;
                 let schema: String = row.try_get("", "s")?;

@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::ssr::ServerContext;
-use app::{shell, App};
+use app::{App, shell};
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{middleware, Router};
+use axum::{Router, middleware};
 use domain::Clock;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{LeptosRoutes, generate_route_list};
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use tokio::net::TcpListener;
@@ -22,8 +22,8 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-use crate::session_store::DbSessionStore;
 use crate::Config;
+use crate::session_store::DbSessionStore;
 
 /// Everything request handlers share.
 #[derive(Clone)]
@@ -32,6 +32,37 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub leptos_options: LeptosOptions,
+    /// Wakes the dispatcher when sends were just enqueued.
+    pub engine: Arc<tokio::sync::Notify>,
+}
+
+/// The delivery engine for this process.
+pub fn engine_for(
+    db: &DatabaseConnection,
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Arc<engine::Dispatcher> {
+    Arc::new(engine::Dispatcher::new(
+        db.clone(),
+        engine::WebhookClient::new(&config.delivery()),
+        config.retry(),
+        clock,
+        config.dispatch(),
+    ))
+}
+
+/// Runs the delivery engine alone until the process is told to stop (`herald worker`).
+pub async fn run_worker(
+    db: DatabaseConnection,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> Result<(), BoxError> {
+    Migrator::up(&db, None)
+        .await
+        .map_err(|e| format!("migrations failed: {e}"))?;
+    let dispatcher = engine_for(&db, &config, clock);
+    dispatcher.run(shutdown_signal()).await;
+    Ok(())
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -45,17 +76,27 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Opens the configured database (creating the SQLite file's directory if needed).
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, BoxError> {
     let url = config.database_url.as_str();
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         let path = path.split('?').next().unwrap_or_default();
-        if !path.is_empty() && path != ":memory:" {
-            if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create the database directory {}: {e}", dir.display()))?;
-            }
+        let dir = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir.filter(|_| path != ":memory:") {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!(
+                    "cannot create the database directory {}: {e}",
+                    dir.display()
+                )
+            })?;
         }
     }
     let mut options = ConnectOptions::new(url);
-    options.sqlx_logging(false).connect_timeout(Duration::from_secs(10));
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10));
     let db = Database::connect(options)
         .await
         .map_err(|e| format!("cannot open the database at {url}: {e}"))?;
@@ -79,9 +120,15 @@ pub async fn start(
     clock: Arc<dyn Clock>,
     listener: TcpListener,
 ) -> Result<RunningServer, BoxError> {
-    Migrator::up(&db, None).await.map_err(|e| format!("migrations failed: {e}"))?;
+    Migrator::up(&db, None)
+        .await
+        .map_err(|e| format!("migrations failed: {e}"))?;
     let store = DbSessionStore::open(&db).await?;
-    tokio::spawn(store.clone().continuously_delete_expired(Duration::from_secs(3600)));
+    tokio::spawn(
+        store
+            .clone()
+            .continuously_delete_expired(Duration::from_secs(3600)),
+    );
 
     let leptos_options = LeptosOptions::builder()
         .output_name("herald")
@@ -89,13 +136,24 @@ pub async fn start(
         .site_pkg_dir("pkg")
         .site_addr(config.bind)
         .build();
-    let state = AppState { db, config: Arc::new(config), clock, leptos_options };
+    let dispatcher = engine_for(&db, &config, clock.clone());
+    tokio::spawn(dispatcher.clone().run(shutdown_signal()));
+    let state = AppState {
+        db,
+        config: Arc::new(config),
+        clock,
+        leptos_options,
+        engine: dispatcher.waker(),
+    };
     let app = router(state, store);
     let addr = listener.local_addr()?;
     let handle = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
     });
     Ok(RunningServer { addr, handle })
 }
@@ -105,13 +163,16 @@ fn router(state: AppState, store: DbSessionStore) -> Router {
         db: state.db.clone(),
         clock: state.clock.clone(),
         public_url: state.config.public_base(),
+        engine: state.engine.clone(),
     };
     let sessions = SessionManagerLayer::new(store)
         .with_name("herald_session")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.config.secure_cookies)
-        .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::days(7)));
+        .with_expiry(Expiry::OnInactivity(
+            tower_sessions::cookie::time::Duration::days(7),
+        ));
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     Router::new()
@@ -125,7 +186,10 @@ fn router(state: AppState, store: DbSessionStore) -> Router {
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::csrf::same_origin_only))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::csrf::same_origin_only,
+        ))
         .layer(middleware::map_response(security_headers))
         .layer(sessions)
         .with_state(state)
@@ -134,11 +198,17 @@ fn router(state: AppState, store: DbSessionStore) -> Router {
 /// Headers every response carries: no framing by other sites (clickjacking), no MIME sniffing, and
 /// no full URLs (invite tokens are in paths) in the Referer sent to other sites.
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
-    use axum::http::{header, HeaderValue};
+    use axum::http::{HeaderValue, header};
     let headers = response.headers_mut();
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     response
 }
 
@@ -149,7 +219,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -16,13 +16,25 @@ fn herald(db_url: &str, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run herald");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
 fn stdout(output: &Output) -> String {
-    assert!(output.status.success(), "herald failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout.clone()).unwrap().trim().to_string()
+    assert!(
+        output.status.success(),
+        "herald failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -38,6 +50,14 @@ fn help_documents_every_setting_with_its_environment_variable() {
         "HERALD_DELIVERY_CONCURRENCY",
         "HERALD_CONNECT_TIMEOUT_SECS",
         "HERALD_REQUEST_TIMEOUT_SECS",
+        "HERALD_ALLOW_PORTS",
+        "HERALD_PER_HOST_CONCURRENCY",
+        "HERALD_RETRY_MAX_ATTEMPTS",
+        "HERALD_RETRY_BASE_DELAY_SECS",
+        "HERALD_RETRY_WINDOW_SECS",
+        "HERALD_RETRY_UNREACHABLE_WINDOW_SECS",
+        "HERALD_HOST_PAUSE_FAILURES",
+        "HERALD_HOST_PAUSE_SECS",
         "HERALD_API_RATE_LIMIT",
         "HERALD_API_RATE_WINDOW_SECS",
         "HERALD_LOG",
@@ -58,24 +78,80 @@ async fn admin_commands_bootstrap_an_install_whose_key_works() {
     let _ = std::fs::remove_file(&path);
     let url = format!("sqlite://{}?mode=rwc", path.display());
 
-    let created = herald(&url, &["admin", "create-user", "--email", "ops@example.com", "--password-stdin", "--owner"], "s3cret-password\n");
+    let created = herald(
+        &url,
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+            "--owner",
+        ],
+        "s3cret-password\n",
+    );
     assert!(stdout(&created).contains("ops@example.com"));
-    let short = herald(&url, &["admin", "create-user", "--email", "x@example.com", "--password-stdin"], "short\n");
+    let short = herald(
+        &url,
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "x@example.com",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
     assert!(!short.status.success());
-    assert!(String::from_utf8_lossy(&short.stderr).contains("password: must be at least 8 characters"));
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("password: must be at least 8 characters")
+    );
 
-    let workspace = stdout(&herald(&url, &["admin", "create-workspace", "--name", "Ops", "--admin-email", "ops@example.com"], ""));
+    let workspace = stdout(&herald(
+        &url,
+        &[
+            "admin",
+            "create-workspace",
+            "--name",
+            "Ops",
+            "--admin-email",
+            "ops@example.com",
+        ],
+        "",
+    ));
     let secret = stdout(&herald(
         &url,
-        &["admin", "create-api-key", "--workspace", "Ops", "--permission", "users.track", "--permission", "herald.manage"],
+        &[
+            "admin",
+            "create-api-key",
+            "--workspace",
+            "Ops",
+            "--permission",
+            "users.track",
+            "--permission",
+            "herald.manage",
+        ],
         "",
     ));
     assert!(secret.starts_with("hrld_"));
-    let bad = herald(&url, &["admin", "create-api-key", "--workspace", "Nope", "--permission", "users.track"], "");
+    let bad = herald(
+        &url,
+        &[
+            "admin",
+            "create-api-key",
+            "--workspace",
+            "Nope",
+            "--permission",
+            "users.track",
+        ],
+        "",
+    );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--workspace"));
 
     let db = sea_orm::Database::connect(&url).await.unwrap();
-    let (key, ws) = domain::api_key::authenticate(&db, &secret, chrono::Utc::now()).await.unwrap();
+    let (key, ws) = domain::api_key::authenticate(&db, &secret, chrono::Utc::now())
+        .await
+        .unwrap();
     assert_eq!(ws.id, workspace);
     assert!(key.has_permission("herald.manage"));
     db.close().await.unwrap();

@@ -6,17 +6,27 @@ mod common;
 use common::{session_cookie, spawn_app, spawn_app_with};
 use domain::Role;
 use migrations::testing::test_databases;
-use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
 use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
 use serde_json::Value;
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
     for db in test_databases().await {
         let app = spawn_app(db).await;
-        let health = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+        let health = app
+            .client
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(health.status(), StatusCode::OK);
-        let ready = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
+        let ready = app
+            .client
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ready.status(), StatusCode::OK);
         assert_eq!(ready.headers()["x-frame-options"], "DENY");
         assert_eq!(ready.headers()["referrer-policy"], "same-origin");
@@ -27,14 +37,29 @@ async fn health_and_readiness_answer() {
 async fn the_owner_is_created_once_and_signed_in_with_a_safe_cookie() {
     for db in test_databases().await {
         let app = spawn_app(db).await;
-        let form = [("email", "owner@example.com"), ("password", "long enough"), ("workspace_name", "Acme")];
+        let form = [
+            ("email", "owner@example.com"),
+            ("password", "long enough"),
+            ("workspace_name", "Acme"),
+        ];
         let created = app.call("create_owner", None, &form).await;
         assert_eq!(created.status(), StatusCode::OK);
-        let set_cookie = created.headers().get(SET_COOKIE).unwrap().to_str().unwrap().to_string();
+        let set_cookie = created
+            .headers()
+            .get(SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
         assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
         let cookie = session_cookie(&created).unwrap();
-        let me: Value = app.call("me", Some(&cookie), &[]).await.json().await.unwrap();
+        let me: Value = app
+            .call("me", Some(&cookie), &[])
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(me["email"], "owner@example.com");
         assert_eq!(me["workspaces"][0]["name"], "Acme");
 
@@ -50,14 +75,27 @@ async fn signing_in_cycles_the_session_id_and_signing_out_ends_the_session() {
         app.account_with_workspace("ada@example.com", "A").await;
         let first = app.sign_in("ada@example.com", "password-123").await;
         let again = app
-            .call("sign_in", Some(&first), &[("email", "ada@example.com"), ("password", "password-123")])
+            .call(
+                "sign_in",
+                Some(&first),
+                &[("email", "ada@example.com"), ("password", "password-123")],
+            )
             .await;
         let second = session_cookie(&again).expect("a new cookie");
         assert_ne!(first, second, "the session id changes at sign-in");
-        assert_eq!(app.call("me", Some(&first), &[]).await.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(app.call("me", Some(&second), &[]).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.call("me", Some(&first), &[]).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.call("me", Some(&second), &[]).await.status(),
+            StatusCode::OK
+        );
         app.call("sign_out", Some(&second), &[]).await;
-        assert_eq!(app.call("me", Some(&second), &[]).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.call("me", Some(&second), &[]).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 }
 
@@ -70,12 +108,24 @@ async fn wrong_passwords_are_refused_and_then_throttled() {
         for _ in 0..domain::account::MAX_FAILED_SIGN_INS {
             let response = app.call("sign_in", None, &wrong).await;
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-            assert!(response.text().await.unwrap().contains("wrong email or password"));
+            assert!(
+                response
+                    .text()
+                    .await
+                    .unwrap()
+                    .contains("wrong email or password")
+            );
         }
         let right = [("email", "ada@example.com"), ("password", "password-123")];
         let throttled = app.call("sign_in", None, &right).await;
         assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert!(throttled.text().await.unwrap().contains("too many failed sign-ins"));
+        assert!(
+            throttled
+                .text()
+                .await
+                .unwrap()
+                .contains("too many failed sign-ins")
+        );
     }
 }
 
@@ -87,7 +137,10 @@ async fn sessions_survive_a_restart() {
         let cookie = app.sign_in("ada@example.com", "password-123").await;
         drop(app);
         let restarted = spawn_app(db).await;
-        assert_eq!(restarted.call("me", Some(&cookie), &[]).await.status(), StatusCode::OK);
+        assert_eq!(
+            restarted.call("me", Some(&cookie), &[]).await.status(),
+            StatusCode::OK
+        );
     }
 }
 
@@ -97,7 +150,10 @@ async fn cross_origin_form_posts_are_refused() {
         let app = spawn_app(db).await;
         app.account_with_workspace("ada@example.com", "A").await;
         let form = [("email", "ada@example.com"), ("password", "password-123")];
-        for (name, value) in [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")] {
+        for (name, value) in [
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ] {
             let mut headers = HeaderMap::new();
             headers.insert(name, HeaderValue::from_static(value));
             let response = app.call_with("sign_in", None, &form, headers).await;
@@ -105,7 +161,10 @@ async fn cross_origin_form_posts_are_refused() {
         }
         let mut same = HeaderMap::new();
         same.insert("origin", HeaderValue::from_str(&app.base).unwrap());
-        assert_eq!(app.call_with("sign_in", None, &form, same).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.call_with("sign_in", None, &form, same).await.status(),
+            StatusCode::OK
+        );
     }
 }
 
@@ -116,7 +175,12 @@ async fn a_member_of_one_workspace_sees_nothing_of_another() {
         let (_, a) = app.account_with_workspace("ada@example.com", "A").await;
         let (_, b) = app.account_with_workspace("bob@example.com", "B").await;
         let ada = app.sign_in("ada@example.com", "password-123").await;
-        for endpoint in ["members", "api_keys", "workspace_details", "workspace_shell"] {
+        for endpoint in [
+            "members",
+            "api_keys",
+            "workspace_details",
+            "workspace_shell",
+        ] {
             let theirs = app.call(endpoint, Some(&ada), &[("ws", b.as_str())]).await;
             assert_eq!(theirs.status(), StatusCode::NOT_FOUND, "{endpoint}");
             assert!(theirs.text().await.unwrap().contains("workspace not found"));
@@ -124,7 +188,15 @@ async fn a_member_of_one_workspace_sees_nothing_of_another() {
             assert_eq!(mine.status(), StatusCode::OK, "{endpoint}");
         }
         let key = app
-            .call("create_api_key", Some(&ada), &[("ws", b.as_str()), ("name", "x"), ("permissions[]", "users.track")])
+            .call(
+                "create_api_key",
+                Some(&ada),
+                &[
+                    ("ws", b.as_str()),
+                    ("name", "x"),
+                    ("permissions[]", "users.track"),
+                ],
+            )
             .await;
         assert_eq!(key.status(), StatusCode::NOT_FOUND);
         let nobody = app.call("members", None, &[("ws", a.as_str())]).await;
@@ -139,13 +211,25 @@ async fn roles_are_enforced_by_the_server() {
         let (_, ws) = app.account_with_workspace("ada@example.com", "A").await;
         app.add_member(&ws, "vic@example.com", Role::Viewer).await;
         let vic = app.sign_in("vic@example.com", "password-123").await;
-        let create = [("ws", ws.as_str()), ("name", "x"), ("permissions[]", "users.track")];
+        let create = [
+            ("ws", ws.as_str()),
+            ("name", "x"),
+            ("permissions[]", "users.track"),
+        ];
         let refused = app.call("create_api_key", Some(&vic), &create).await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
         assert!(refused.text().await.unwrap().contains("only an Admin"));
-        let rename = app.call("rename_workspace", Some(&vic), &[("ws", ws.as_str()), ("name", "Mine")]).await;
+        let rename = app
+            .call(
+                "rename_workspace",
+                Some(&vic),
+                &[("ws", ws.as_str()), ("name", "Mine")],
+            )
+            .await;
         assert_eq!(rename.status(), StatusCode::FORBIDDEN);
-        let read = app.call("members", Some(&vic), &[("ws", ws.as_str())]).await;
+        let read = app
+            .call("members", Some(&vic), &[("ws", ws.as_str())])
+            .await;
         assert_eq!(read.status(), StatusCode::OK);
         let view: Value = read.json().await.unwrap();
         assert_eq!(view["can_manage"], false);
@@ -159,19 +243,49 @@ async fn forms_report_the_field_that_is_wrong() {
         let app = spawn_app(db).await;
         let (_, ws) = app.account_with_workspace("ada@example.com", "A").await;
         let ada = app.sign_in("ada@example.com", "password-123").await;
-        let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
-            ("create_api_key", vec![("ws", ws.as_str()), ("name", "k")], "permissions: choose at least one"),
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+        let cases: [Case; 4] = [
             (
                 "create_api_key",
-                vec![("ws", ws.as_str()), ("name", "k"), ("permissions[]", "users.track"), ("ip_allowlist", "10.0.0.0/33")],
+                vec![("ws", ws.as_str()), ("name", "k")],
+                "permissions: choose at least one",
+            ),
+            (
+                "create_api_key",
+                vec![
+                    ("ws", ws.as_str()),
+                    ("name", "k"),
+                    ("permissions[]", "users.track"),
+                    ("ip_allowlist", "10.0.0.0/33"),
+                ],
                 "ip_allowlist:",
             ),
-            ("create_invite", vec![("ws", ws.as_str()), ("email", "not-an-email"), ("role", "viewer")], "email: is not an email"),
-            ("add_member", vec![("ws", ws.as_str()), ("email", "x@example.com"), ("role", "owner")], "role: must be"),
+            (
+                "create_invite",
+                vec![
+                    ("ws", ws.as_str()),
+                    ("email", "not-an-email"),
+                    ("role", "viewer"),
+                ],
+                "email: is not an email",
+            ),
+            (
+                "add_member",
+                vec![
+                    ("ws", ws.as_str()),
+                    ("email", "x@example.com"),
+                    ("role", "owner"),
+                ],
+                "role: must be",
+            ),
         ];
         for (endpoint, form, expected) in cases {
             let response = app.call(endpoint, Some(&ada), &form).await;
-            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{endpoint} {form:?}");
+            assert_eq!(
+                response.status(),
+                StatusCode::BAD_REQUEST,
+                "{endpoint} {form:?}"
+            );
             let text = response.text().await.unwrap();
             assert!(text.contains(expected), "{endpoint}: {text}");
         }
@@ -188,51 +302,115 @@ async fn rest_calls_need_a_valid_key_with_the_right_permission() {
         let missing = app.api_get("/v1/workspace", None).await;
         assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
         let body: Value = missing.json().await.unwrap();
-        assert!(body["message"].as_str().unwrap().contains("Missing API key"));
-        let unknown = app.api_get("/v1/workspace", Some("hrld_not-a-real-key")).await;
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Missing API key")
+        );
+        let unknown = app
+            .api_get("/v1/workspace", Some("hrld_not-a-real-key"))
+            .await;
         assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(unknown.json::<Value>().await.unwrap()["message"], "Invalid API key");
+        assert_eq!(
+            unknown.json::<Value>().await.unwrap()["message"],
+            "Invalid API key"
+        );
 
         let tracker = app.api_key(&a, &["users.track"], "").await;
-        let described: Value = app.api_get("/v1/workspace", Some(&tracker)).await.json().await.unwrap();
+        let described: Value = app
+            .api_get("/v1/workspace", Some(&tracker))
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(described["workspace"]["name"], "A");
-        assert_eq!(described["api_key"]["permissions"], serde_json::json!(["users.track"]));
+        assert_eq!(
+            described["api_key"]["permissions"],
+            serde_json::json!(["users.track"])
+        );
         let denied = app.api_get("/v1/api_keys", Some(&tracker)).await;
         assert_eq!(denied.status(), StatusCode::FORBIDDEN);
-        assert!(denied.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("herald.manage"));
+        assert!(
+            denied.json::<Value>().await.unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .contains("herald.manage")
+        );
 
         let manager = app.api_key(&a, &["herald.manage"], "").await;
-        let listed: Value = app.api_get("/v1/api_keys", Some(&manager)).await.json().await.unwrap();
+        let listed: Value = app
+            .api_get("/v1/api_keys", Some(&manager))
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(listed["api_keys"].as_array().unwrap().len(), 2);
-        assert!(!listed.to_string().contains(&manager[5..]), "secrets are never listed");
-        let own = app.api_get(&format!("/v1/workspaces/{a}"), Some(&manager)).await;
+        assert!(
+            !listed.to_string().contains(&manager[5..]),
+            "secrets are never listed"
+        );
+        let own = app
+            .api_get(&format!("/v1/workspaces/{a}"), Some(&manager))
+            .await;
         assert_eq!(own.status(), StatusCode::OK);
-        let other = app.api_get(&format!("/v1/workspaces/{b}"), Some(&manager)).await;
+        let other = app
+            .api_get(&format!("/v1/workspaces/{b}"), Some(&manager))
+            .await;
         assert_eq!(other.status(), StatusCode::FORBIDDEN);
 
         let elsewhere = app.api_key(&a, &["herald.manage"], "203.0.113.0/24").await;
         let blocked = app.api_get("/v1/workspace", Some(&elsewhere)).await;
         assert_eq!(blocked.status(), StatusCode::FORBIDDEN);
-        assert!(blocked.json::<Value>().await.unwrap()["message"].as_str().unwrap().contains("127.0.0.1"));
-        let local = app.api_key(&a, &["herald.manage"], "127.0.0.0/8, ::1").await;
-        assert_eq!(app.api_get("/v1/workspace", Some(&local)).await.status(), StatusCode::OK);
+        assert!(
+            blocked.json::<Value>().await.unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .contains("127.0.0.1")
+        );
+        let local = app
+            .api_key(&a, &["herald.manage"], "127.0.0.0/8, ::1")
+            .await;
+        assert_eq!(
+            app.api_get("/v1/workspace", Some(&local)).await.status(),
+            StatusCode::OK
+        );
 
         let nowhere = app.api_get("/v1/nothing-here", Some(&manager)).await;
         assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
-        assert_eq!(nowhere.json::<Value>().await.unwrap()["message"], "Not Found");
+        assert_eq!(
+            nowhere.json::<Value>().await.unwrap()["message"],
+            "Not Found"
+        );
 
         let ada = app.sign_in("ada@example.com", "password-123").await;
-        let keys: Value = app.call("api_keys", Some(&ada), &[("ws", a.as_str())]).await.json().await.unwrap();
+        let keys: Value = app
+            .call("api_keys", Some(&ada), &[("ws", a.as_str())])
+            .await
+            .json()
+            .await
+            .unwrap();
         let manager_id = keys["keys"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|k| manager.starts_with(k["prefix"].as_str().unwrap()) && k["last_used"].is_string())
+            .find(|k| {
+                manager.starts_with(k["prefix"].as_str().unwrap()) && k["last_used"].is_string()
+            })
             .map(|k| k["id"].as_str().unwrap().to_string())
             .expect("the manager key, with its last use recorded");
-        let revoked = app.call("revoke_api_key", Some(&ada), &[("ws", a.as_str()), ("key_id", &manager_id)]).await;
+        let revoked = app
+            .call(
+                "revoke_api_key",
+                Some(&ada),
+                &[("ws", a.as_str()), ("key_id", &manager_id)],
+            )
+            .await;
         assert_eq!(revoked.status(), StatusCode::OK);
-        assert_eq!(app.api_get("/v1/workspace", Some(&manager)).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.api_get("/v1/workspace", Some(&manager)).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 }
 
@@ -256,7 +434,10 @@ async fn every_rest_response_carries_rate_limit_headers_and_429_past_the_limit()
         let limited = app.api_get("/v1/workspace", Some(&key)).await;
         assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(limited.headers().contains_key("retry-after"));
-        assert_eq!(limited.json::<Value>().await.unwrap()["message"], "Rate Limited");
+        assert_eq!(
+            limited.json::<Value>().await.unwrap()["message"],
+            "Rate Limited"
+        );
 
         // Unauthenticated calls are counted per address and carry the headers too.
         let anonymous = app.api_get("/v1/workspace", None).await;

@@ -6,8 +6,8 @@ use leptos_meta::Title;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{get_landing, CreateOwner, Landing, SignIn};
-use crate::components::{last_error, ErrorPanel, FormError, Loading};
+use crate::api::{CreateOwner, Landing, SignIn, get_landing};
+use crate::components::{ErrorPanel, FormError, Loading, last_error};
 
 /// Shown while no account exists: creates the owner and the first workspace.
 #[component]

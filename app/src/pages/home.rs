@@ -5,8 +5,8 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::Redirect;
 
-use crate::api::{get_me, get_landing, needs_sign_in, CreateWorkspace, Landing};
-use crate::components::{last_error, ErrorPanel, FormError, Loading};
+use crate::api::{CreateWorkspace, Landing, get_landing, get_me, needs_sign_in};
+use crate::components::{ErrorPanel, FormError, Loading, last_error};
 
 #[component]
 pub fn HomePage() -> impl IntoView {
@@ -30,18 +30,20 @@ pub fn HomePage() -> impl IntoView {
 pub fn NewWorkspacePage() -> impl IntoView {
     let create = ServerAction::<CreateWorkspace>::new();
     let me = Resource::new(|| (), |_| get_me());
-    let form = move || view! {
-            <div class="panel auth-panel">
-                <h1>"Create a workspace"</h1>
-                <p class="lead">"A workspace holds its own users, campaigns, Canvases, members and API keys. You become its admin."</p>
-                <ActionForm action=create attr:class="stack" attr:id="new-workspace-form">
-                    <FormError message=last_error(create.value())/>
-                    <label for="new-workspace-name">"Name"</label>
-                    <input id="new-workspace-name" type="text" name="name" required maxlength="100" placeholder="Staging"/>
-                    <button type="submit" class="primary" disabled=move || create.pending().get()>"Create workspace"</button>
-                </ActionForm>
-                <p class="hint"><a href="/">"Cancel"</a></p>
-            </div>
+    let form = move || {
+        view! {
+                <div class="panel auth-panel">
+                    <h1>"Create a workspace"</h1>
+                    <p class="lead">"A workspace holds its own users, campaigns, Canvases, members and API keys. You become its admin."</p>
+                    <ActionForm action=create attr:class="stack" attr:id="new-workspace-form">
+                        <FormError message=last_error(create.value())/>
+                        <label for="new-workspace-name">"Name"</label>
+                        <input id="new-workspace-name" type="text" name="name" required maxlength="100" placeholder="Staging"/>
+                        <button type="submit" class="primary" disabled=move || create.pending().get()>"Create workspace"</button>
+                    </ActionForm>
+                    <p class="hint"><a href="/">"Cancel"</a></p>
+                </div>
+        }
     };
     view! {
         <Title text="New workspace"/>

@@ -5,8 +5,8 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{get_invite_info, AcceptInvite};
-use crate::components::{last_error, role_label, ErrorPanel, FormError, Loading};
+use crate::api::{AcceptInvite, get_invite_info};
+use crate::components::{ErrorPanel, FormError, Loading, last_error, role_label};
 
 #[component]
 pub fn InvitePage() -> impl IntoView {

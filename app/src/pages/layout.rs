@@ -7,10 +7,10 @@
 
 use leptos::form::ActionForm;
 use leptos::prelude::*;
-use leptos_router::components::{Outlet, Redirect, A};
+use leptos_router::components::{A, Outlet, Redirect};
 use leptos_router::hooks::{use_location, use_params_map};
 
-use crate::api::{error_text, get_workspace_shell, needs_sign_in, SignOut, WorkspaceShell};
+use crate::api::{SignOut, WorkspaceShell, error_text, get_workspace_shell, needs_sign_in};
 use crate::components::role_label;
 
 /// The current workspace id from the URL.
@@ -77,7 +77,13 @@ pub fn WorkspaceLayout() -> impl IntoView {
 fn HeaderParts(shell: WorkspaceShell) -> impl IntoView {
     let sign_out = ServerAction::<SignOut>::new();
     let current = shell.current.clone();
-    let others: Vec<_> = shell.me.workspaces.iter().filter(|w| w.id != current.id).cloned().collect();
+    let others: Vec<_> = shell
+        .me
+        .workspaces
+        .iter()
+        .filter(|w| w.id != current.id)
+        .cloned()
+        .collect();
     view! {
         <details class="switcher" id="workspace-switcher">
             <summary>

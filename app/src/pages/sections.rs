@@ -21,35 +21,35 @@ fn Section(title: &'static str, empty: &'static str, body: &'static str) -> impl
 #[component]
 pub fn CampaignsPage() -> impl IntoView {
     view! { <Section title="Campaigns" empty="No campaigns yet"
-        body="Webhook campaigns (scheduled, action-based or API-triggered) and API campaigns will be listed here."/> }
+    body="Webhook campaigns (scheduled, action-based or API-triggered) and API campaigns will be listed here."/> }
 }
 
 #[component]
 pub fn CanvasesPage() -> impl IntoView {
     view! { <Section title="Canvases" empty="No Canvases yet"
-        body="Multi-step journeys with delays, splits and Message steps will be listed here."/> }
+    body="Multi-step journeys with delays, splits and Message steps will be listed here."/> }
 }
 
 #[component]
 pub fn SegmentsPage() -> impl IntoView {
     view! { <Section title="Segments" empty="No segments yet"
-        body="Audiences built from attributes and custom events, with their live size, will be listed here."/> }
+    body="Audiences built from attributes and custom events, with their live size, will be listed here."/> }
 }
 
 #[component]
 pub fn UsersPage() -> impl IntoView {
     view! { <Section title="Users" empty="No users yet"
-        body="Profiles sent through /api/users/track will be searchable here."/> }
+    body="Profiles sent through /api/users/track will be searchable here."/> }
 }
 
 #[component]
 pub fn TemplatesPage() -> impl IntoView {
     view! { <Section title="Templates" empty="No templates yet"
-        body="Reusable webhook templates with Liquid personalization will be listed here."/> }
+    body="Reusable webhook templates with Liquid personalization will be listed here."/> }
 }
 
 #[component]
 pub fn ActivityPage() -> impl IntoView {
     view! { <Section title="Activity" empty="No messages sent yet"
-        body="Every webhook attempt, with its status, latency and response, will be logged here."/> }
+    body="Every webhook attempt, with its status, latency and response, will be logged here."/> }
 }

@@ -6,11 +6,13 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::api::{
-    list_api_keys, list_members, get_workspace_details, AddMember, ApiKeyRow, ChangeMemberRole,
-    CreateApiKey, CreateInvite, MemberRow, RemoveMember, RenameWorkspace, RevokeApiKey,
-    RevokeInvite, SetWorkspaceArchived,
+    AddMember, ApiKeyRow, ChangeMemberRole, CreateApiKey, CreateInvite, MemberRow, RemoveMember,
+    RenameWorkspace, RevokeApiKey, RevokeInvite, SetWorkspaceArchived, get_workspace_details,
+    list_api_keys, list_members,
 };
-use crate::components::{last_error, role_label, EmptyState, ErrorPanel, FormError, Loading, RoleSelect};
+use crate::components::{
+    EmptyState, ErrorPanel, FormError, Loading, RoleSelect, last_error, role_label,
+};
 use crate::pages::layout::use_ws;
 
 #[component]
@@ -119,7 +121,9 @@ pub fn MembersPage() -> impl IntoView {
         |(ws, ..)| list_members(ws),
     );
     let row_error = Signal::derive(move || {
-        last_error(change.value()).get().or_else(|| last_error(remove.value()).get())
+        last_error(change.value())
+            .get()
+            .or_else(|| last_error(remove.value()).get())
     });
     view! {
         <Title text="Members"/>
@@ -341,7 +345,12 @@ pub fn ApiKeysPage() -> impl IntoView {
     }
 }
 
-fn key_row(k: ApiKeyRow, manage: bool, ws: String, revoke: ServerAction<RevokeApiKey>) -> impl IntoView {
+fn key_row(
+    k: ApiKeyRow,
+    manage: bool,
+    ws: String,
+    revoke: ServerAction<RevokeApiKey>,
+) -> impl IntoView {
     let revoked = k.revoked.is_some();
     view! {
         <tr class:revoked=revoked>

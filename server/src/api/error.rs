@@ -1,8 +1,8 @@
 //! The one error type of REST handlers, answered as Braze does: `{"message": "...", "errors": [...]}`.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use domain::DomainError;
 use serde_json::json;
 
@@ -14,23 +14,29 @@ pub enum ApiError {
     Forbidden(String),
     NotFound,
     /// 400 with the list of problems.
-    BadRequest { message: String, errors: Vec<String> },
+    BadRequest {
+        message: String,
+        errors: Vec<String>,
+    },
     RateLimited,
     Internal,
 }
 
 impl ApiError {
     pub fn missing_permission(permission: &str) -> Self {
-        Self::Forbidden(format!("Access Denied: this API key lacks the “{permission}” permission"))
+        Self::Forbidden(format!(
+            "Access Denied: this API key lacks the “{permission}” permission"
+        ))
     }
 }
 
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         match error {
-            DomainError::Invalid { .. } | DomainError::Conflict { .. } => {
-                Self::BadRequest { message: "Bad Request".into(), errors: vec![error.to_string()] }
-            }
+            DomainError::Invalid { .. } | DomainError::Conflict { .. } => Self::BadRequest {
+                message: "Bad Request".into(),
+                errors: vec![error.to_string()],
+            },
             DomainError::NotFound(_) => Self::NotFound,
             DomainError::Forbidden(message) => Self::Forbidden(message),
             DomainError::BadCredentials => Self::Unauthorized("Invalid credentials".into()),
@@ -52,16 +58,23 @@ impl From<sea_orm::DbErr> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            Self::Unauthorized(message) => (StatusCode::UNAUTHORIZED, json!({ "message": message })),
+            Self::Unauthorized(message) => {
+                (StatusCode::UNAUTHORIZED, json!({ "message": message }))
+            }
             Self::Forbidden(message) => (StatusCode::FORBIDDEN, json!({ "message": message })),
             Self::NotFound => (StatusCode::NOT_FOUND, json!({ "message": "Not Found" })),
-            Self::BadRequest { message, errors } => {
-                (StatusCode::BAD_REQUEST, json!({ "message": message, "errors": errors }))
-            }
-            Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, json!({ "message": "Rate Limited" })),
-            Self::Internal => {
-                (StatusCode::INTERNAL_SERVER_ERROR, json!({ "message": "Internal Server Error" }))
-            }
+            Self::BadRequest { message, errors } => (
+                StatusCode::BAD_REQUEST,
+                json!({ "message": message, "errors": errors }),
+            ),
+            Self::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({ "message": "Rate Limited" }),
+            ),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "message": "Internal Server Error" }),
+            ),
         };
         (status, Json(body)).into_response()
     }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::api_key::{ApiKey, KeyRejection};
@@ -23,7 +23,11 @@ pub struct ApiCaller {
 impl ApiCaller {
     /// Fails with 403 unless the key holds `permission`.
     pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        if self.key.has_permission(permission) { Ok(()) } else { Err(ApiError::missing_permission(permission)) }
+        if self.key.has_permission(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::missing_permission(permission))
+        }
     }
 }
 
@@ -31,14 +35,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<ApiCaller>().cloned().ok_or(ApiError::Unauthorized("Missing API key".into()))
+        parts
+            .extensions
+            .get::<ApiCaller>()
+            .cloned()
+            .ok_or(ApiError::Unauthorized("Missing API key".into()))
     }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().trim_matches('"')).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().trim_matches('"'))
+        .filter(|t| !t.is_empty())
 }
 
 pub async fn gate(
@@ -50,16 +61,21 @@ pub async fn gate(
     let now = state.clock.now();
     let auth = match bearer(request.headers()) {
         None => Err(ApiError::Unauthorized(
-            "Missing API key: send it in the header “Authorization: Bearer YOUR-REST-API-KEY”".into(),
+            "Missing API key: send it in the header “Authorization: Bearer YOUR-REST-API-KEY”"
+                .into(),
         )),
-        Some(secret) => domain::api_key::authenticate(&state.db, secret, now).await.map_err(|r| match r {
-            KeyRejection::Unknown => ApiError::Unauthorized("Invalid API key".into()),
-            KeyRejection::Revoked => ApiError::Unauthorized("This API key has been revoked".into()),
-            KeyRejection::WorkspaceArchived => {
-                ApiError::Forbidden("Forbidden: the workspace of this API key is archived".into())
-            }
-            KeyRejection::Db(e) => e.into(),
-        }),
+        Some(secret) => domain::api_key::authenticate(&state.db, secret, now)
+            .await
+            .map_err(|r| match r {
+                KeyRejection::Unknown => ApiError::Unauthorized("Invalid API key".into()),
+                KeyRejection::Revoked => {
+                    ApiError::Unauthorized("This API key has been revoked".into())
+                }
+                KeyRejection::WorkspaceArchived => ApiError::Forbidden(
+                    "Forbidden: the workspace of this API key is archived".into(),
+                ),
+                KeyRejection::Db(e) => e.into(),
+            }),
     };
     // Known keys are limited per key; anything else per client address, so guessing keys is
     // limited too.
@@ -68,12 +84,18 @@ pub async fn gate(
         Err(_) => format!("ip:{}", peer.ip()),
     };
     let config = &state.config;
-    let decision =
-        match domain::rate_limit::hit(&state.db, &bucket, config.api_rate_limit, config.api_rate_window_secs, now).await
-        {
-            Ok(decision) => decision,
-            Err(e) => return ApiError::from(e).into_response(),
-        };
+    let decision = match domain::rate_limit::hit(
+        &state.db,
+        &bucket,
+        config.api_rate_limit,
+        config.api_rate_window_secs,
+        now,
+    )
+    .await
+    {
+        Ok(decision) => decision,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let mut response = if !decision.allowed {
         ApiError::RateLimited.into_response()
     } else {
@@ -85,14 +107,19 @@ pub async fn gate(
             ))
             .into_response(),
             Ok((key, workspace)) => {
-                request.extensions_mut().insert(ApiCaller { key, workspace });
+                request
+                    .extensions_mut()
+                    .insert(ApiCaller { key, workspace });
                 next.run(request).await
             }
         }
     };
     let headers = response.headers_mut();
     headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert(
+        "x-ratelimit-remaining",
+        HeaderValue::from(decision.remaining),
+    );
     headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_at));
     if !decision.allowed {
         let wait = (decision.reset_at - now.timestamp()).max(1);
@@ -108,7 +135,10 @@ mod tests {
     #[test]
     fn bearer_tokens_are_read_case_insensitively_and_without_quotes() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, "bearer \"hrld_abc\"".parse().unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            "bearer \"hrld_abc\"".parse().unwrap(),
+        );
         assert_eq!(bearer(&headers), Some("hrld_abc"));
         headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
         assert_eq!(bearer(&headers), None);

@@ -1,8 +1,8 @@
 //! Herald's own management endpoints under `/api/v1`.
 
-use axum::extract::Path;
 use axum::Json;
-use serde_json::{json, Value};
+use axum::extract::Path;
+use serde_json::{Value, json};
 
 use super::{ApiCaller, ApiError};
 use crate::AppState;
@@ -31,12 +31,19 @@ pub async fn current_workspace(caller: ApiCaller) -> Json<Value> {
 }
 
 /// `GET /api/v1/workspaces/{id}` (`herald.manage`): a key only ever reaches its own workspace.
-pub async fn workspace_by_id(caller: ApiCaller, Path(workspace_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn workspace_by_id(
+    caller: ApiCaller,
+    Path(workspace_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     caller.require("herald.manage")?;
     if workspace_id != caller.workspace.id {
-        return Err(ApiError::Forbidden("Access Denied: this API key belongs to another workspace".into()));
+        return Err(ApiError::Forbidden(
+            "Access Denied: this API key belongs to another workspace".into(),
+        ));
     }
-    Ok(Json(json!({ "message": "success", "workspace": workspace_json(&caller) })))
+    Ok(Json(
+        json!({ "message": "success", "workspace": workspace_json(&caller) }),
+    ))
 }
 
 /// `GET /api/v1/api_keys` (`herald.manage`): the workspace's keys, never their secrets.

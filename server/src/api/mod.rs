@@ -6,8 +6,8 @@ mod error;
 mod gate;
 mod management;
 
-use axum::routing::get;
 use axum::Router;
+use axum::routing::get;
 
 pub use error::ApiError;
 pub use gate::ApiCaller;
@@ -17,7 +17,10 @@ use crate::AppState;
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/workspace", get(management::current_workspace))
-        .route("/v1/workspaces/{workspace_id}", get(management::workspace_by_id))
+        .route(
+            "/v1/workspaces/{workspace_id}",
+            get(management::workspace_by_id),
+        )
         .route("/v1/api_keys", get(management::api_keys))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state, gate::gate))

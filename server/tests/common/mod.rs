@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use domain::{AccountId, ManualClock, Role, WorkspaceId};
-use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE};
+use reqwest::header::{COOKIE, HeaderMap, SET_COOKIE};
 use reqwest::{Response, StatusCode};
 use sea_orm::DatabaseConnection;
 use server::Config;
@@ -31,11 +31,15 @@ pub async fn spawn_app(db: DatabaseConnection) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: DatabaseConnection, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
     let addr = listener.local_addr().unwrap();
-    let mut config = Config::default();
-    config.bind = addr;
-    config.public_url = format!("http://{addr}");
+    let mut config = Config {
+        bind: addr,
+        public_url: format!("http://{addr}"),
+        ..Config::default()
+    };
     tweak(&mut config);
     let clock = ManualClock::new(Utc::now());
     let running = server::start(db.clone(), config, Arc::new(clock.clone()), listener)
@@ -45,7 +49,13 @@ pub async fn spawn_app_with(db: DatabaseConnection, tweak: impl FnOnce(&mut Conf
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    TestApp { base: format!("http://{addr}"), db, clock, client, handle: running.handle }
+    TestApp {
+        base: format!("http://{addr}"),
+        db,
+        clock,
+        client,
+        handle: running.handle,
+    }
 }
 
 /// The `herald_session` cookie a response set, as a `name=value` pair.
@@ -61,8 +71,14 @@ pub fn session_cookie(response: &Response) -> Option<String> {
 
 impl TestApp {
     /// Calls a server function the way a form does.
-    pub async fn call(&self, endpoint: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Response {
-        self.call_with(endpoint, cookie, form, HeaderMap::new()).await
+    pub async fn call(
+        &self,
+        endpoint: &str,
+        cookie: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> Response {
+        self.call_with(endpoint, cookie, form, HeaderMap::new())
+            .await
     }
 
     pub async fn call_with(
@@ -72,7 +88,11 @@ impl TestApp {
         form: &[(&str, &str)],
         headers: HeaderMap,
     ) -> Response {
-        let mut request = self.client.post(format!("{}/srv/{endpoint}", self.base)).headers(headers).form(form);
+        let mut request = self
+            .client
+            .post(format!("{}/srv/{endpoint}", self.base))
+            .headers(headers)
+            .form(form);
         if let Some(cookie) = cookie {
             request = request.header(COOKIE, cookie);
         }
@@ -81,8 +101,14 @@ impl TestApp {
 
     /// Signs in and returns the session cookie.
     pub async fn sign_in(&self, email: &str, password: &str) -> String {
-        let response = self.call("sign_in", None, &[("email", email), ("password", password)]).await;
-        assert_eq!(response.status(), StatusCode::OK, "sign-in of {email} failed");
+        let response = self
+            .call("sign_in", None, &[("email", email), ("password", password)])
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "sign-in of {email} failed"
+        );
         session_cookie(&response).expect("a session cookie")
     }
 
@@ -95,27 +121,51 @@ impl TestApp {
     }
 
     /// An account with a workspace it administers, made directly in the database.
-    pub async fn account_with_workspace(&self, email: &str, workspace: &str) -> (AccountId, WorkspaceId) {
+    pub async fn account_with_workspace(
+        &self,
+        email: &str,
+        workspace: &str,
+    ) -> (AccountId, WorkspaceId) {
         let now = Utc::now();
-        let account = domain::account::create_account(&self.db, email, "password-123", false, now).await.unwrap();
-        let account_id = AccountId::from_db(account.id);
-        let ws = domain::workspace::create_workspace_atomically(&self.db, &account_id, workspace, now)
+        let account = domain::account::create_account(&self.db, email, "password-123", false, now)
             .await
             .unwrap();
+        let account_id = AccountId::from_db(account.id);
+        let ws =
+            domain::workspace::create_workspace_atomically(&self.db, &account_id, workspace, now)
+                .await
+                .unwrap();
         (account_id, WorkspaceId::from_db(ws.id))
     }
 
     pub async fn add_member(&self, workspace: &WorkspaceId, email: &str, role: Role) {
         let now = Utc::now();
-        domain::account::create_account(&self.db, email, "password-123", false, now).await.unwrap();
-        domain::workspace::add_member(&self.db, workspace, email, role, now).await.unwrap();
+        domain::account::create_account(&self.db, email, "password-123", false, now)
+            .await
+            .unwrap();
+        domain::workspace::add_member(&self.db, workspace, email, role, now)
+            .await
+            .unwrap();
     }
 
-    pub async fn api_key(&self, workspace: &WorkspaceId, permissions: &[&str], allow: &str) -> String {
+    pub async fn api_key(
+        &self,
+        workspace: &WorkspaceId,
+        permissions: &[&str],
+        allow: &str,
+    ) -> String {
         let permissions: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
-        domain::api_key::create_api_key(&self.db, workspace, None, "test", &permissions, allow, Utc::now())
-            .await
-            .unwrap()
-            .secret
+        domain::api_key::create_api_key(
+            &self.db,
+            workspace,
+            None,
+            "test",
+            &permissions,
+            allow,
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .secret
     }
 }

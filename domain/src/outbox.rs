@@ -1,0 +1,214 @@
+//! The outbox: sends are written here before any request is made, and read back for the Activity
+//! log. The engine's dispatcher claims from it; people re-send failed sends from it.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::entity::{webhook_attempt, webhook_send};
+use crate::template::RenderContext;
+use crate::webhook::WebhookMessage;
+use crate::{DomainError, DomainResult, SendId, WorkspaceId};
+
+/// Where a send comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A test send from the composer.
+    Test,
+    /// The messaging API (`/messages/send`, API campaigns).
+    Api,
+    Campaign,
+    Canvas,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Test => "test",
+            SourceKind::Api => "api",
+            SourceKind::Campaign => "campaign",
+            SourceKind::Canvas => "canvas",
+        }
+    }
+}
+
+/// Send statuses as stored.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    pub const ABORTED: &str = "aborted";
+}
+
+/// A send to persist.
+#[derive(Clone, Debug)]
+pub struct NewSend {
+    pub workspace_id: WorkspaceId,
+    pub source_kind: SourceKind,
+    pub source_id: Option<String>,
+    pub source_name: Option<String>,
+    pub recipient: Option<String>,
+    pub message: WebhookMessage,
+    pub context: RenderContext,
+}
+
+/// Rows per INSERT statement, well under SQLite's and PostgreSQL's bind-parameter limits.
+const INSERT_CHUNK: usize = 500;
+
+/// Persists sends, due now. The caller wraps this in its transaction when the sends must appear
+/// together with other rows (a campaign launch, say).
+pub async fn enqueue(
+    db: &impl ConnectionTrait,
+    sends: Vec<NewSend>,
+    now: DateTime<Utc>,
+) -> DomainResult<Vec<SendId>> {
+    let mut ids = Vec::with_capacity(sends.len());
+    let mut rows = Vec::with_capacity(sends.len().min(INSERT_CHUNK));
+    for send in sends {
+        let id = SendId::generate();
+        rows.push(webhook_send::ActiveModel {
+            workspace_id: Set(send.workspace_id.to_string()),
+            id: Set(id.to_string()),
+            source_kind: Set(send.source_kind.as_str().into()),
+            source_id: Set(send.source_id),
+            source_name: Set(send.source_name),
+            recipient: Set(send.recipient),
+            message: Set(serde_json::to_string(&send.message).expect("messages serialize")),
+            context: Set(serde_json::to_string(&send.context).expect("contexts serialize")),
+            request: Set(None),
+            host: Set(None),
+            status: Set(status::PENDING.into()),
+            lane: Set(0),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            lease_until: Set(None),
+            first_attempt_at: Set(None),
+            created_at: Set(now),
+            completed_at: Set(None),
+            last_status_code: Set(None),
+            last_error: Set(None),
+        });
+        ids.push(id);
+        if rows.len() == INSERT_CHUNK {
+            webhook_send::Entity::insert_many(std::mem::take(&mut rows))
+                .exec_without_returning(db)
+                .await?;
+        }
+    }
+    if !rows.is_empty() {
+        webhook_send::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(ids)
+}
+
+pub async fn find_send(
+    db: &impl ConnectionTrait,
+    workspace: &WorkspaceId,
+    id: &SendId,
+) -> DomainResult<webhook_send::Model> {
+    webhook_send::Entity::find_by_id((workspace.to_string(), id.to_string()))
+        .one(db)
+        .await?
+        .ok_or(DomainError::NotFound("send"))
+}
+
+/// Filters of the Activity log.
+#[derive(Clone, Debug, Default)]
+pub struct SendFilter {
+    pub status: Option<String>,
+    pub source_kind: Option<String>,
+    pub host: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: u64,
+}
+
+/// The workspace's sends, newest first.
+pub async fn list_sends(
+    db: &impl ConnectionTrait,
+    workspace: &WorkspaceId,
+    filter: &SendFilter,
+) -> DomainResult<Vec<webhook_send::Model>> {
+    let mut query = webhook_send::Entity::find()
+        .filter(webhook_send::Column::WorkspaceId.eq(workspace.as_str()));
+    if let Some(status) = &filter.status {
+        query = query.filter(webhook_send::Column::Status.eq(status.as_str()));
+    }
+    if let Some(kind) = &filter.source_kind {
+        query = query.filter(webhook_send::Column::SourceKind.eq(kind.as_str()));
+    }
+    if let Some(host) = &filter.host {
+        query = query.filter(webhook_send::Column::Host.eq(host.as_str()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(webhook_send::Column::CreatedAt.gte(since));
+    }
+    Ok(query
+        .order_by_desc(webhook_send::Column::CreatedAt)
+        .limit(filter.limit.clamp(1, 500))
+        .all(db)
+        .await?)
+}
+
+/// Every attempt of one send, in order.
+pub async fn attempts_of(
+    db: &impl ConnectionTrait,
+    workspace: &WorkspaceId,
+    id: &SendId,
+) -> DomainResult<Vec<webhook_attempt::Model>> {
+    Ok(webhook_attempt::Entity::find()
+        .filter(webhook_attempt::Column::WorkspaceId.eq(workspace.as_str()))
+        .filter(webhook_attempt::Column::SendId.eq(id.as_str()))
+        .order_by_asc(webhook_attempt::Column::Number)
+        .all(db)
+        .await?)
+}
+
+/// Puts failed sends back in line for a fresh series of attempts (same send id, so receivers can
+/// still de-duplicate). `only` limits it to one send; otherwise every failed send created since
+/// `since`. Returns how many were re-queued.
+pub async fn resend_failed(
+    db: &impl ConnectionTrait,
+    workspace: &WorkspaceId,
+    only: Option<&SendId>,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> DomainResult<u64> {
+    let mut update = webhook_send::Entity::update_many()
+        .col_expr(webhook_send::Column::Status, Expr::value(status::PENDING))
+        .col_expr(webhook_send::Column::Lane, Expr::value(0i16))
+        .col_expr(webhook_send::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(
+            webhook_send::Column::FirstAttemptAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            webhook_send::Column::CompletedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            webhook_send::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(webhook_send::Column::WorkspaceId.eq(workspace.as_str()))
+        .filter(webhook_send::Column::Status.eq(status::FAILED));
+    if let Some(id) = only {
+        update = update.filter(webhook_send::Column::Id.eq(id.as_str()));
+    }
+    if let Some(since) = since {
+        update = update.filter(webhook_send::Column::CreatedAt.gte(since));
+    }
+    let result = update.exec(db).await?;
+    if only.is_some() && result.rows_affected == 0 {
+        return Err(DomainError::invalid(
+            "send",
+            "only failed sends can be re-sent",
+        ));
+    }
+    Ok(result.rows_affected)
+}

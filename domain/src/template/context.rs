@@ -1,0 +1,138 @@
+//! What one recipient's render can see: their attributes and the properties of whatever triggered
+//! the message, held as JSON so the engine and the composer preview can fill it from anywhere.
+
+use liquid_core::model::{Object, Value};
+use serde_json::{Map, Value as Json};
+
+use super::syntax;
+
+/// The data behind `${…}` references for one render. Every part is optional: whatever is absent
+/// renders as an empty string.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RenderContext {
+    /// Standard attributes: `first_name`, `last_name`, `email_address` (or `email`), `user_id`
+    /// (the external id), `phone_number`, `country`, `city`, `language`, `time_zone`,
+    /// `date_of_birth`, `gender`, …; read as `{{${first_name}}}`.
+    pub user: Map<String, Json>,
+    /// `{{custom_attribute.${name}}}`; values may nest.
+    pub custom_attributes: Map<String, Json>,
+    /// `{{event_properties.${name}}}`: the properties of the triggering event.
+    pub event_properties: Map<String, Json>,
+    /// `{{api_trigger_properties.${name}}}`: the `trigger_properties` of an API-triggered send.
+    pub api_trigger_properties: Map<String, Json>,
+    /// `{{canvas_entry_properties.${name}}}`, also read as `{{context.${name}}}`.
+    pub canvas_entry_properties: Map<String, Json>,
+    /// `{{campaign.${name}}}`: `name`, `api_id`, `dispatch_id`, `message_name`, `message_api_id`, ….
+    pub campaign: Map<String, Json>,
+    /// `{{canvas.${name}}}`: `name`, `api_id`, `variant_name`, `variant_api_id`, ….
+    pub canvas: Map<String, Json>,
+}
+
+impl RenderContext {
+    /// An empty context: every reference renders empty.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets one standard attribute.
+    pub fn with_user_attribute(mut self, name: impl Into<String>, value: impl Into<Json>) -> Self {
+        self.user.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets one custom attribute.
+    pub fn with_custom_attribute(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<Json>,
+    ) -> Self {
+        self.custom_attributes.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets one property of the triggering event.
+    pub fn with_event_property(mut self, name: impl Into<String>, value: impl Into<Json>) -> Self {
+        self.event_properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets one API trigger property.
+    pub fn with_api_trigger_property(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<Json>,
+    ) -> Self {
+        self.api_trigger_properties
+            .insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets one Canvas entry property.
+    pub fn with_canvas_entry_property(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<Json>,
+    ) -> Self {
+        self.canvas_entry_properties
+            .insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets one campaign (or Canvas step) attribute, such as `name` or `dispatch_id`.
+    pub fn with_campaign(mut self, name: impl Into<String>, value: impl Into<Json>) -> Self {
+        self.campaign.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets one Canvas attribute, such as `name` or `api_id`.
+    pub fn with_canvas(mut self, name: impl Into<String>, value: impl Into<Json>) -> Self {
+        self.canvas.insert(name.into(), value.into());
+        self
+    }
+
+    /// The liquid globals for one render, under the reserved roots the `${…}` rewriting targets.
+    pub(super) fn to_globals(&self) -> Object {
+        let mut user = self.user.clone();
+        // Braze calls it `email_address`; people (and our own profile API) also say `email`.
+        alias(&mut user, "email_address", "email");
+        alias(&mut user, "user_id", "external_id");
+        let mut globals = Object::new();
+        for (root, map) in [
+            (syntax::USER_ROOT, &user),
+            (syntax::CUSTOM_ATTRIBUTE_ROOT, &self.custom_attributes),
+            (syntax::EVENT_PROPERTIES_ROOT, &self.event_properties),
+            (
+                syntax::API_TRIGGER_PROPERTIES_ROOT,
+                &self.api_trigger_properties,
+            ),
+            (
+                syntax::CANVAS_ENTRY_PROPERTIES_ROOT,
+                &self.canvas_entry_properties,
+            ),
+            (syntax::CAMPAIGN_ROOT, &self.campaign),
+            (syntax::CANVAS_ROOT, &self.canvas),
+        ] {
+            globals.insert(root.into(), json_to_value(map));
+        }
+        globals
+    }
+}
+
+/// Makes `a` and `b` name the same attribute when only one of them is set.
+fn alias(map: &mut Map<String, Json>, a: &str, b: &str) {
+    match (map.get(a).cloned(), map.get(b).cloned()) {
+        (Some(value), None) => {
+            map.insert(b.to_owned(), value);
+        }
+        (None, Some(value)) => {
+            map.insert(a.to_owned(), value);
+        }
+        _ => {}
+    }
+}
+
+fn json_to_value(map: &Map<String, Json>) -> Value {
+    // JSON always converts: every JSON value has a liquid counterpart.
+    liquid_core::to_value(map).unwrap_or(Value::Nil)
+}

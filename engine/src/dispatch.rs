@@ -1,0 +1,668 @@
+//! The dispatcher: claims due sends from the outbox under a lease, renders them on their first
+//! attempt, sends them, and records every attempt. Claims are short conditional UPDATEs (with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL) committed before any HTTP call, so several processes
+//! never hold the same send at once; a send whose lease runs out (its process died) is claimed
+//! again, which makes delivery at-least-once with a stable `webhook-id`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use domain::Clock;
+use domain::entity::{host_state, webhook_attempt, webhook_send};
+use domain::outbox::status;
+use domain::template::RenderContext;
+use domain::webhook::{self, Rendered, RenderedRequest, WebhookMessage};
+use rand::Rng;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    Set, Statement, TransactionTrait, Value,
+};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::client::{Exchange, WebhookClient};
+use crate::retry::{AttemptResult, Decision, RetryPolicy};
+
+/// How the dispatcher paces itself.
+#[derive(Clone, Debug)]
+pub struct DispatchSettings {
+    /// Sends claimed per query.
+    pub batch_size: usize,
+    /// How long a claim holds a send; a process that dies loses its claims after this.
+    pub lease: Duration,
+    /// Requests in flight at once in this process.
+    pub concurrency: usize,
+    /// Requests in flight at once per destination host in this process.
+    pub per_host_concurrency: usize,
+    /// How often to look for due sends when nothing signals new work.
+    pub poll_interval: Duration,
+    /// Failures within one minute that pause a host (Braze: 3,000).
+    pub host_failure_threshold: i64,
+    /// How long a failing host is paused.
+    pub host_pause: Duration,
+    /// Of each batch, the share of claims reserved for first attempts when retries also wait.
+    pub first_attempt_share: f64,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            lease: Duration::from_secs(120),
+            concurrency: 64,
+            per_host_concurrency: 32,
+            poll_interval: Duration::from_millis(250),
+            host_failure_threshold: 3000,
+            host_pause: Duration::from_secs(300),
+            first_attempt_share: 0.75,
+        }
+    }
+}
+
+/// A send this process holds a lease on.
+#[derive(Clone, Debug)]
+struct Claimed {
+    workspace_id: String,
+    id: String,
+    message: String,
+    context: String,
+    request: Option<String>,
+    attempts: i32,
+    first_attempt_at: Option<DateTime<Utc>>,
+    lease_until: DateTime<Utc>,
+}
+
+/// What to write back for one claimed send.
+#[derive(Debug)]
+struct Outcome {
+    workspace_id: String,
+    id: String,
+    lease_until: DateTime<Utc>,
+    attempt: Option<webhook_attempt::ActiveModel>,
+    status: &'static str,
+    lane: i16,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    request: Option<String>,
+    host: Option<String>,
+    first_attempt_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    last_status_code: Option<i32>,
+    last_error: Option<String>,
+    /// Whether this attempt counts towards pausing its host.
+    host_failure: bool,
+}
+
+/// Per-host limits of this process: a concurrency cap, and failure counting for pauses.
+#[derive(Default)]
+struct Hosts {
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    failures: Mutex<HashMap<String, (i64, i64)>>,
+    paused: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+/// Sends webhooks from the outbox.
+pub struct Dispatcher {
+    db: DatabaseConnection,
+    client: WebhookClient,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    settings: DispatchSettings,
+    hosts: Hosts,
+    wake: Arc<Notify>,
+}
+
+fn lease_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    // Leases are compared for equality when results are recorded; PostgreSQL keeps microseconds,
+    // so keep milliseconds everywhere.
+    at.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(at)
+}
+
+fn to_delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+impl Dispatcher {
+    pub fn new(
+        db: DatabaseConnection,
+        client: WebhookClient,
+        retry: RetryPolicy,
+        clock: Arc<dyn Clock>,
+        settings: DispatchSettings,
+    ) -> Self {
+        Self {
+            db,
+            client,
+            retry,
+            clock,
+            settings,
+            hosts: Hosts::default(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Poke this after enqueueing so the dispatcher looks at once instead of at its next poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Claims up to `limit` due sends, first attempts before retries.
+    async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, DbErr> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        let lease_until = lease_precision(now + to_delta(self.settings.lease));
+        let first_share = ((limit as f64) * self.settings.first_attempt_share).ceil() as usize;
+        let mut claimed = self
+            .claim_lane(0, first_share.max(1), now, lease_until)
+            .await?;
+        let retries = self
+            .claim_lane(1, limit - claimed.len(), now, lease_until)
+            .await?;
+        claimed.extend(retries);
+        if claimed.len() < limit {
+            // Few retries were waiting: give their room back to first attempts.
+            let more = self
+                .claim_lane(0, limit - claimed.len(), now, lease_until)
+                .await?;
+            claimed.extend(more);
+        }
+        Ok(claimed)
+    }
+
+    async fn claim_lane(
+        &self,
+        lane: i16,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>, DbErr> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "UPDATE webhook_send SET lease_until = $1 WHERE (workspace_id, id) IN ( \
+                   SELECT workspace_id, id FROM webhook_send \
+                   WHERE status = 'pending' AND lane = $2 AND next_attempt_at <= $3 \
+                     AND (lease_until IS NULL OR lease_until < $3) \
+                   ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 RETURNING workspace_id, id, message, context, request, attempts, first_attempt_at"
+            }
+            _ => {
+                "UPDATE webhook_send SET lease_until = ? WHERE (workspace_id, id) IN ( \
+                   SELECT workspace_id, id FROM webhook_send \
+                   WHERE status = 'pending' AND lane = ? AND next_attempt_at <= ? \
+                     AND (lease_until IS NULL OR lease_until < ?) \
+                   ORDER BY next_attempt_at LIMIT ?) \
+                 RETURNING workspace_id, id, message, context, request, attempts, first_attempt_at"
+            }
+        };
+        let values: Vec<Value> = match backend {
+            DbBackend::Postgres => vec![
+                lease_until.into(),
+                lane.into(),
+                now.into(),
+                (limit as i64).into(),
+            ],
+            _ => vec![
+                lease_until.into(),
+                lane.into(),
+                now.into(),
+                now.into(),
+                (limit as i64).into(),
+            ],
+        };
+        let rows = self
+            .db
+            .query_all(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Claimed {
+                    workspace_id: row.try_get("", "workspace_id")?,
+                    id: row.try_get("", "id")?,
+                    message: row.try_get("", "message")?,
+                    context: row.try_get("", "context")?,
+                    request: row.try_get("", "request")?,
+                    attempts: row.try_get("", "attempts")?,
+                    first_attempt_at: row.try_get("", "first_attempt_at")?,
+                    lease_until,
+                })
+            })
+            .collect()
+    }
+
+    /// One pass for tests and tools: claims what is due (up to a batch), sends it all, records it
+    /// all, and returns how many sends it handled.
+    pub async fn tick(self: &Arc<Self>) -> Result<usize, DbErr> {
+        let claimed = self.claim(self.settings.batch_size).await?;
+        let count = claimed.len();
+        let mut set = JoinSet::new();
+        for send in claimed {
+            let this = self.clone();
+            set.spawn(async move { this.execute(send).await });
+        }
+        let mut outcomes = Vec::with_capacity(count);
+        while let Some(done) = set.join_next().await {
+            outcomes.push(done.map_err(|e| DbErr::Custom(format!("send task failed: {e}")))?);
+        }
+        self.record(outcomes).await?;
+        Ok(count)
+    }
+
+    /// Runs until `shutdown` resolves: claims while there is room, sends concurrently, and records
+    /// results in batches. In-flight sends finish and are recorded before it returns.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
+        let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(self.settings.concurrency.max(1) * 4);
+        let recorder = {
+            let this = self.clone();
+            tokio::spawn(async move {
+                while let Some(first) = done_rx.recv().await {
+                    let mut batch = vec![first];
+                    while batch.len() < 1024 {
+                        match done_rx.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    this.record_until_done(batch).await;
+                }
+            })
+        };
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        tokio::pin!(shutdown);
+        loop {
+            let room = permits.available_permits().min(self.settings.batch_size);
+            let claimed = if room == 0 {
+                Vec::new()
+            } else {
+                match self.claim(room).await {
+                    Ok(claimed) => claimed,
+                    Err(error) => {
+                        tracing::warn!(%error, "claiming sends failed; retrying shortly");
+                        Vec::new()
+                    }
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    _ = permits.clone().acquire_owned(), if room == 0 => {}
+                }
+                continue;
+            }
+            for send in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let this = self.clone();
+                let done = done_tx.clone();
+                tokio::spawn(async move {
+                    let outcome = this.execute(send).await;
+                    let _ = done.send(outcome).await;
+                    drop(permit);
+                });
+            }
+        }
+        // Wait for in-flight sends, then let the recorder drain.
+        let _ = permits
+            .acquire_many(self.settings.concurrency.max(1) as u32)
+            .await;
+        drop(done_tx);
+        let _ = recorder.await;
+    }
+
+    /// Records a batch, retrying on database errors: a result that is never written would only
+    /// make the send go out again when its lease runs out.
+    async fn record_until_done(&self, batch: Vec<Outcome>) {
+        let mut pending = batch;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match self.record_ref(&pending).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, count = pending.len(), "recording attempts failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                    if wait >= Duration::from_secs(5) && pending.len() > 1 {
+                        // Keep going one by one so a single bad row cannot block the others.
+                        for outcome in pending.drain(..) {
+                            if let Err(error) =
+                                self.record_ref(std::slice::from_ref(&outcome)).await
+                            {
+                                tracing::error!(%error, send = %outcome.id, "could not record an attempt; the send will go out again after its lease");
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), DbErr> {
+        self.record_ref(&outcomes).await
+    }
+
+    /// Writes attempts and send updates in one transaction. A send whose lease was taken over by
+    /// another process (ours ran out) is left alone; its attempt row is kept only if new.
+    async fn record_ref(&self, outcomes: &[Outcome]) -> Result<(), DbErr> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin().await?;
+        let attempts: Vec<webhook_attempt::ActiveModel> =
+            outcomes.iter().filter_map(|o| o.attempt.clone()).collect();
+        for chunk in attempts.chunks(200) {
+            webhook_attempt::Entity::insert_many(chunk.to_vec())
+                .on_conflict(
+                    OnConflict::columns([
+                        webhook_attempt::Column::WorkspaceId,
+                        webhook_attempt::Column::SendId,
+                        webhook_attempt::Column::Number,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .do_nothing()
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        for o in outcomes {
+            let mut update = webhook_send::Entity::update_many()
+                .col_expr(webhook_send::Column::Status, Expr::value(o.status))
+                .col_expr(webhook_send::Column::Lane, Expr::value(o.lane))
+                .col_expr(webhook_send::Column::Attempts, Expr::value(o.attempts))
+                .col_expr(
+                    webhook_send::Column::NextAttemptAt,
+                    Expr::value(o.next_attempt_at),
+                )
+                .col_expr(
+                    webhook_send::Column::LeaseUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .col_expr(
+                    webhook_send::Column::FirstAttemptAt,
+                    Expr::value(o.first_attempt_at),
+                )
+                .col_expr(
+                    webhook_send::Column::CompletedAt,
+                    Expr::value(o.completed_at),
+                )
+                .col_expr(
+                    webhook_send::Column::LastStatusCode,
+                    Expr::value(o.last_status_code),
+                )
+                .col_expr(
+                    webhook_send::Column::LastError,
+                    Expr::value(o.last_error.clone()),
+                );
+            if let Some(request) = &o.request {
+                update = update
+                    .col_expr(webhook_send::Column::Request, Expr::value(request.clone()))
+                    .col_expr(webhook_send::Column::Host, Expr::value(o.host.clone()));
+            }
+            update
+                .filter(webhook_send::Column::WorkspaceId.eq(o.workspace_id.as_str()))
+                .filter(webhook_send::Column::Id.eq(o.id.as_str()))
+                .filter(webhook_send::Column::LeaseUntil.eq(o.lease_until))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        self.note_host_failures(outcomes).await;
+        Ok(())
+    }
+
+    /// Counts failures per host per minute; past the threshold the host is paused (and the pause
+    /// written to `host_state` so the dashboard can show it).
+    async fn note_host_failures(&self, outcomes: &[Outcome]) {
+        let now = self.clock.now();
+        let minute = now.timestamp() - now.timestamp().rem_euclid(60);
+        let mut newly_paused = Vec::new();
+        {
+            let mut failures = self
+                .hosts
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for o in outcomes.iter().filter(|o| o.host_failure) {
+                let Some(host) = &o.host else { continue };
+                let entry = failures.entry(host.clone()).or_insert((minute, 0));
+                if entry.0 != minute {
+                    *entry = (minute, 0);
+                }
+                entry.1 += 1;
+                if entry.1 == self.settings.host_failure_threshold {
+                    newly_paused.push((host.clone(), entry.1));
+                }
+            }
+        }
+        for (host, count) in newly_paused {
+            let until = now + to_delta(self.settings.host_pause);
+            tracing::warn!(%host, failures = count, %until, "pausing a failing host");
+            self.hosts
+                .paused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(host.clone(), until);
+            let row = host_state::ActiveModel {
+                host: Set(host),
+                window_start: Set(minute),
+                failures: Set(count),
+                paused_until: Set(Some(until)),
+            };
+            let result = host_state::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::column(host_state::Column::Host)
+                        .update_columns([
+                            host_state::Column::WindowStart,
+                            host_state::Column::Failures,
+                            host_state::Column::PausedUntil,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&self.db)
+                .await;
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not record a host pause");
+            }
+        }
+    }
+
+    /// The pause this process put over `host`, if it is still running.
+    fn paused_until(&self, host: &str) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        let paused = self.hosts.paused.lock().unwrap_or_else(|p| p.into_inner());
+        paused.get(host).copied().filter(|until| *until > now)
+    }
+
+    fn host_slot(&self, host: &str) -> Arc<Semaphore> {
+        let mut slots = self.hosts.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_host_concurrency.max(1))))
+            .clone()
+    }
+
+    /// Renders (first attempt only), sends and decides what comes next for one claimed send.
+    async fn execute(&self, send: Claimed) -> Outcome {
+        let attempt_no = send.attempts + 1;
+        let started_at = self.clock.now();
+        let mut outcome = Outcome {
+            workspace_id: send.workspace_id.clone(),
+            id: send.id.clone(),
+            lease_until: send.lease_until,
+            attempt: None,
+            status: status::PENDING,
+            lane: 1,
+            attempts: send.attempts,
+            next_attempt_at: started_at,
+            request: None,
+            host: None,
+            first_attempt_at: send.first_attempt_at,
+            completed_at: None,
+            last_status_code: None,
+            last_error: None,
+            host_failure: false,
+        };
+        // The request is rendered once and kept, so every retry sends the same bytes.
+        let request: RenderedRequest = match send.request.as_deref().map(serde_json::from_str) {
+            Some(Ok(request)) => request,
+            Some(Err(e)) => {
+                return self.finish_without_request(
+                    outcome,
+                    attempt_no,
+                    started_at,
+                    "render",
+                    format!("stored request unreadable: {e}"),
+                );
+            }
+            None => match render(&send.message, &send.context) {
+                Ok(Rendered::Request(request)) => {
+                    outcome.request =
+                        Some(serde_json::to_string(&request).expect("requests serialize"));
+                    request
+                }
+                Ok(Rendered::Aborted(reason)) => {
+                    outcome.status = status::ABORTED;
+                    outcome.completed_at = Some(started_at);
+                    outcome.last_error = Some(match reason {
+                        Some(reason) => format!("aborted: {reason}"),
+                        None => "aborted by abort_message".to_string(),
+                    });
+                    return outcome;
+                }
+                Err(message) => {
+                    return self.finish_without_request(
+                        outcome, attempt_no, started_at, "render", message,
+                    );
+                }
+            },
+        };
+        let host = reqwest::Url::parse(&request.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string));
+        outcome.host = host.clone();
+        if outcome.request.is_none() {
+            outcome.request = send.request.clone();
+        }
+        if let Some(until) = host.as_deref().and_then(|h| self.paused_until(h)) {
+            // Not an attempt: the send waits for the pause to end.
+            outcome.next_attempt_at = until;
+            outcome.lane = if send.attempts == 0 { 0 } else { 1 };
+            return outcome;
+        }
+        let slot = self.host_slot(host.as_deref().unwrap_or(""));
+        let _permit = slot.acquire_owned().await.ok();
+        let headers = vec![
+            ("webhook-id".to_string(), send.id.clone()),
+            (
+                "webhook-timestamp".to_string(),
+                started_at.timestamp().to_string(),
+            ),
+        ];
+        let exchange = self
+            .client
+            .send(&request, &headers, started_at.timestamp())
+            .await;
+        self.conclude(outcome, attempt_no, started_at, exchange)
+    }
+
+    fn finish_without_request(
+        &self,
+        outcome: Outcome,
+        attempt_no: i32,
+        started_at: DateTime<Utc>,
+        kind: &'static str,
+        message: String,
+    ) -> Outcome {
+        let exchange = Exchange {
+            result: AttemptResult::Permanent,
+            status: None,
+            headers: Vec::new(),
+            body: String::new(),
+            error_kind: Some(kind),
+            error: Some(message),
+            duration: Duration::ZERO,
+            retry_after: None,
+        };
+        self.conclude(outcome, attempt_no, started_at, exchange)
+    }
+
+    fn conclude(
+        &self,
+        mut outcome: Outcome,
+        attempt_no: i32,
+        started_at: DateTime<Utc>,
+        exchange: Exchange,
+    ) -> Outcome {
+        let first = outcome.first_attempt_at.unwrap_or(started_at);
+        outcome.first_attempt_at = Some(first);
+        let since_first = (started_at - first).to_std().unwrap_or_default();
+        let random: f64 = rand::thread_rng().r#gen();
+        let decision = self.retry.decide(
+            attempt_no as u32,
+            exchange.result,
+            since_first,
+            exchange.retry_after,
+            random,
+        );
+        let (label, status_text) = match decision {
+            Decision::Delivered => ("delivered", status::DELIVERED),
+            Decision::RetryAfter(_) => ("retry", status::PENDING),
+            Decision::GiveUp => ("failed", status::FAILED),
+        };
+        outcome.attempts = attempt_no;
+        outcome.status = status_text;
+        outcome.last_status_code = exchange.status.map(i32::from);
+        outcome.last_error = exchange.error.clone().or_else(|| {
+            exchange
+                .status
+                .filter(|s| !(200..300).contains(s))
+                .map(|s| format!("HTTP {s}"))
+        });
+        outcome.host_failure = !matches!(decision, Decision::Delivered)
+            && exchange.error_kind != Some("refused_address");
+        match decision {
+            Decision::RetryAfter(delay) => {
+                outcome.lane = 1;
+                outcome.next_attempt_at = started_at + to_delta(delay);
+            }
+            Decision::Delivered | Decision::GiveUp => outcome.completed_at = Some(started_at),
+        }
+        outcome.attempt = Some(webhook_attempt::ActiveModel {
+            workspace_id: Set(outcome.workspace_id.clone()),
+            send_id: Set(outcome.id.clone()),
+            number: Set(attempt_no),
+            started_at: Set(started_at),
+            duration_ms: Set(exchange.duration.as_millis().min(i64::MAX as u128) as i64),
+            status_code: Set(exchange.status.map(i32::from)),
+            error_kind: Set(exchange.error_kind.map(str::to_string)),
+            error: Set(exchange.error),
+            response_headers: Set(
+                serde_json::to_string(&exchange.headers).expect("headers serialize")
+            ),
+            response_body: Set(exchange.body),
+            outcome: Set(label.to_string()),
+        });
+        outcome
+    }
+}
+
+/// Renders a stored message with its stored context.
+fn render(message: &str, context: &str) -> Result<Rendered, String> {
+    let message: WebhookMessage =
+        serde_json::from_str(message).map_err(|e| format!("stored message unreadable: {e}"))?;
+    let context: RenderContext =
+        serde_json::from_str(context).map_err(|e| format!("stored context unreadable: {e}"))?;
+    webhook::render(&message, &context).map_err(|e| e.to_string())
+}
