@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod rate_limit;
 pub mod role;
 pub mod secret;
+pub mod signing;
 pub mod template;
 pub mod validate;
 pub mod webhook;

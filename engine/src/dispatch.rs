@@ -12,6 +12,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::Clock;
 use domain::entity::{host_state, webhook_attempt, webhook_send};
 use domain::outbox::status;
+use domain::signing::SigningKeys;
 use domain::template::RenderContext;
 use domain::webhook::{self, Rendered, RenderedRequest, WebhookMessage};
 use rand::Rng;
@@ -104,8 +105,15 @@ struct Hosts {
     paused: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
+/// Signing keys per workspace, re-read every few seconds so enabling or rotating takes effect
+/// quickly without a query per send.
+const SIGNING_CACHE_TTL: Duration = Duration::from_secs(5);
+
+type SigningCache = Mutex<HashMap<String, (std::time::Instant, Option<SigningKeys>)>>;
+
 /// Sends webhooks from the outbox.
 pub struct Dispatcher {
+    signing: SigningCache,
     db: DatabaseConnection,
     client: WebhookClient,
     retry: RetryPolicy,
@@ -134,6 +142,7 @@ impl Dispatcher {
         settings: DispatchSettings,
     ) -> Self {
         Self {
+            signing: Mutex::new(HashMap::new()),
             db,
             client,
             retry,
@@ -478,6 +487,31 @@ impl Dispatcher {
         }
     }
 
+    async fn signing_keys(&self, workspace_id: &str) -> Result<Option<SigningKeys>, DbErr> {
+        let fresh = |at: &std::time::Instant| at.elapsed() < SIGNING_CACHE_TTL;
+        if let Some((at, keys)) = self
+            .signing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(workspace_id)
+            && fresh(at)
+        {
+            return Ok(keys.clone());
+        }
+        let workspace = domain::WorkspaceId::from_db(workspace_id.to_string());
+        let keys = domain::signing::active_keys(&self.db, &workspace, self.clock.now())
+            .await
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+        self.signing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                workspace_id.to_string(),
+                (std::time::Instant::now(), keys.clone()),
+            );
+        Ok(keys)
+    }
+
     /// The pause this process put over `host`, if it is still running.
     fn paused_until(&self, host: &str) -> Option<DateTime<Utc>> {
         let now = self.clock.now();
@@ -561,15 +595,30 @@ impl Dispatcher {
             outcome.lane = if send.attempts == 0 { 0 } else { 1 };
             return outcome;
         }
+        let keys = match self.signing_keys(&send.workspace_id).await {
+            Ok(keys) => keys,
+            Err(error) => {
+                // Never send unsigned what should be signed: try again shortly, no attempt counted.
+                tracing::warn!(%error, "could not read signing keys; the send waits");
+                outcome.next_attempt_at = started_at + TimeDelta::seconds(5);
+                outcome.lane = if send.attempts == 0 { 0 } else { 1 };
+                return outcome;
+            }
+        };
         let slot = self.host_slot(host.as_deref().unwrap_or(""));
         let _permit = slot.acquire_owned().await.ok();
-        let headers = vec![
+        let timestamp = started_at.timestamp();
+        let mut headers = vec![
             ("webhook-id".to_string(), send.id.clone()),
-            (
-                "webhook-timestamp".to_string(),
-                started_at.timestamp().to_string(),
-            ),
+            ("webhook-timestamp".to_string(), timestamp.to_string()),
         ];
+        if let Some(keys) = keys {
+            let body = request.body.as_deref().unwrap_or_default();
+            headers.push((
+                "webhook-signature".to_string(),
+                keys.header(&send.id, timestamp, body),
+            ));
+        }
         let exchange = self
             .client
             .send(&request, &headers, started_at.timestamp())

@@ -32,6 +32,8 @@ enum Reply {
 
 #[derive(Clone, Debug)]
 struct Received {
+    signature: String,
+    timestamp: i64,
     webhook_id: String,
     user_agent: String,
     content_type: String,
@@ -73,6 +75,8 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Str
             .to_string()
     };
     receiver.log.lock().unwrap().push(Received {
+        signature: header("webhook-signature"),
+        timestamp: header("webhook-timestamp").parse().unwrap_or_default(),
         webhook_id: header("webhook-id"),
         user_agent: header("user-agent"),
         content_type: header("content-type"),
@@ -472,5 +476,49 @@ async fn two_dispatchers_on_one_database_never_send_the_same_attempt_twice() {
         assert_eq!(seen.len(), ids.len(), "each send went out exactly once");
         let distinct: HashSet<String> = seen.into_iter().collect();
         assert_eq!(distinct.len(), ids.len());
+    }
+}
+
+#[tokio::test]
+async fn signed_workspaces_send_a_standard_webhooks_signature_with_every_active_secret() {
+    for db in test_databases().await {
+        let (receiver, addr) = Receiver::start().await;
+        let clock = clock();
+        let ws = workspace();
+        let before = domain::signing::set_enabled(&db, &ws, true, clock.now())
+            .await
+            .unwrap();
+        let rotated = domain::signing::rotate(&db, &ws, clock.now())
+            .await
+            .unwrap();
+        let ids = enqueue(&db, &ws, format!("http://{addr}/hook"), 1, clock.now()).await;
+        let d = dispatcher(&db, &clock, settings(true), |_| {});
+        d.tick().await.unwrap();
+        let got = &receiver.received()[0];
+        let expected = [&rotated.secret, &before.secret]
+            .iter()
+            .map(|secret| {
+                domain::signing::sign(secret, &ids[0].to_string(), got.timestamp, &got.body)
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(got.signature, expected);
+
+        let unsigned = workspace();
+        enqueue(
+            &db,
+            &unsigned,
+            format!("http://{addr}/hook"),
+            1,
+            clock.now(),
+        )
+        .await;
+        d.tick().await.unwrap();
+        assert_eq!(
+            receiver.received()[1].signature,
+            "",
+            "no signature unless the workspace turns it on"
+        );
     }
 }

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_foundation;
 mod m20261128_000002_delivery;
+mod m20261128_000003_signing;
 pub mod testing;
 
 /// Every schema change in the order it was made.
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_foundation::Migration),
             Box::new(m20261128_000002_delivery::Migration),
+            Box::new(m20261128_000003_signing::Migration),
         ]
     }
 }

@@ -10,3 +10,4 @@ pub mod sign_in_failure;
 pub mod webhook_attempt;
 pub mod webhook_send;
 pub mod workspace;
+pub mod workspace_signing;
