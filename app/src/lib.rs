@@ -6,6 +6,7 @@ pub mod components;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod webhooks;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -13,12 +14,14 @@ use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
 use crate::pages::{
+    activity::{ActivityPage, SendPage},
     auth::{SetupPage, SignInPage},
     home::{HomePage, NewWorkspacePage},
     invite::InvitePage,
     layout::WorkspaceLayout,
-    sections::{ActivityPage, CampaignsPage, CanvasesPage, SegmentsPage, TemplatesPage, UsersPage},
+    sections::{CampaignsPage, CanvasesPage, SegmentsPage, UsersPage},
     settings::{ApiKeysPage, GeneralSettingsPage, MembersPage},
+    templates::{TemplateEditorPage, TemplatesPage},
 };
 
 /// The HTML document around the app.
@@ -63,7 +66,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("segments") view=SegmentsPage/>
                     <Route path=path!("users") view=UsersPage/>
                     <Route path=path!("templates") view=TemplatesPage/>
+                    <Route path=path!("templates/:id") view=TemplateEditorPage/>
                     <Route path=path!("activity") view=ActivityPage/>
+                    <Route path=path!("activity/:send") view=SendPage/>
                     <Route path=path!("settings") view=GeneralSettingsPage/>
                     <Route path=path!("settings/members") view=MembersPage/>
                     <Route path=path!("settings/api-keys") view=ApiKeysPage/>

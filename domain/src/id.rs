@@ -58,3 +58,5 @@ id_type!(/// A pending invitation.
     InviteId, "invite");
 id_type!(/// One webhook send in the outbox; sent as `webhook-id` on every attempt.
     SendId, "send");
+id_type!(/// A webhook template in the workspace's library.
+    TemplateId, "template");

@@ -16,9 +16,10 @@ pub mod signing;
 pub mod template;
 pub mod validate;
 pub mod webhook;
+pub mod webhook_template;
 pub mod workspace;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
-pub use id::{AccountId, ApiKeyId, InviteId, SendId, WorkspaceId};
+pub use id::{AccountId, ApiKeyId, InviteId, SendId, TemplateId, WorkspaceId};
 pub use role::{Capability, Role};

@@ -212,3 +212,35 @@ pub async fn resend_failed(
     }
     Ok(result.rows_affected)
 }
+
+/// Hosts currently paused for failing too much, among those this workspace sends to (hosts are
+/// shared across workspaces, so others' destinations are never shown).
+pub async fn paused_hosts(
+    db: &impl ConnectionTrait,
+    workspace: &WorkspaceId,
+    now: DateTime<Utc>,
+) -> DomainResult<Vec<crate::entity::host_state::Model>> {
+    use crate::entity::host_state;
+    let paused = host_state::Entity::find()
+        .filter(host_state::Column::PausedUntil.gt(now))
+        .order_by_asc(host_state::Column::Host)
+        .all(db)
+        .await?;
+    if paused.is_empty() {
+        return Ok(paused);
+    }
+    let hosts: Vec<String> = paused.iter().map(|h| h.host.clone()).collect();
+    let mine: Vec<Option<String>> = webhook_send::Entity::find()
+        .select_only()
+        .column(webhook_send::Column::Host)
+        .distinct()
+        .filter(webhook_send::Column::WorkspaceId.eq(workspace.as_str()))
+        .filter(webhook_send::Column::Host.is_in(hosts))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(paused
+        .into_iter()
+        .filter(|h| mine.iter().flatten().any(|m| *m == h.host))
+        .collect())
+}

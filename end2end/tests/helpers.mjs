@@ -20,7 +20,7 @@ function freePort() {
   });
 }
 
-export async function startHerald() {
+export async function startHerald(extraEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'herald-e2e-'));
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -33,6 +33,7 @@ export async function startHerald() {
       HERALD_BIND: `127.0.0.1:${port}`,
       HERALD_PUBLIC_URL: base,
       HERALD_LOG: 'warn',
+      ...extraEnv,
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

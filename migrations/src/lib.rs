@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_foundation;
 mod m20261128_000002_delivery;
 mod m20261128_000003_signing;
+mod m20261128_000004_webhook_template;
 pub mod testing;
 
 /// Every schema change in the order it was made.
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_foundation::Migration),
             Box::new(m20261128_000002_delivery::Migration),
             Box::new(m20261128_000003_signing::Migration),
+            Box::new(m20261128_000004_webhook_template::Migration),
         ]
     }
 }

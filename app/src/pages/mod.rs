@@ -1,11 +1,14 @@
 //! Routed pages, one module per area.
 
+pub mod activity;
 pub mod auth;
+pub mod composer;
 pub mod home;
 pub mod invite;
 pub mod layout;
 pub mod sections;
 pub mod settings;
+pub mod templates;
 
 use leptos::prelude::*;
 use leptos_meta::Title;

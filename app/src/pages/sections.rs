@@ -1,5 +1,5 @@
-//! Sections whose objects arrive with later work (campaigns, Canvases, segments, users, templates,
-//! the activity log). Until then each says plainly what it will hold; none pretends to have data.
+//! Sections whose objects arrive with later work (campaigns, Canvases, segments, users). Until
+//! then each says plainly what it will hold; none pretends to have data.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -40,16 +40,4 @@ pub fn SegmentsPage() -> impl IntoView {
 pub fn UsersPage() -> impl IntoView {
     view! { <Section title="Users" empty="No users yet"
     body="Profiles sent through /api/users/track will be searchable here."/> }
-}
-
-#[component]
-pub fn TemplatesPage() -> impl IntoView {
-    view! { <Section title="Templates" empty="No templates yet"
-    body="Reusable webhook templates with Liquid personalization will be listed here."/> }
-}
-
-#[component]
-pub fn ActivityPage() -> impl IntoView {
-    view! { <Section title="Activity" empty="No messages sent yet"
-    body="Every webhook attempt, with its status, latency and response, will be logged here."/> }
 }

@@ -14,6 +14,7 @@ use crate::components::{
     EmptyState, ErrorPanel, FormError, Loading, RoleSelect, last_error, role_label,
 };
 use crate::pages::layout::use_ws;
+use crate::webhooks::{RotateSigning, SetSigning, get_signing};
 
 #[component]
 fn SettingsTabs() -> impl IntoView {
@@ -40,6 +41,7 @@ pub fn GeneralSettingsPage() -> impl IntoView {
     view! {
         <Title text="Settings"/>
         <SettingsTabs/>
+        <SigningCard/>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
                 let d = match details.await {
@@ -376,5 +378,72 @@ fn key_row(
                 </td>
             })}
         </tr>
+    }
+}
+
+/// Webhook signing (Standard Webhooks): on or off, the secret, and rotation.
+#[component]
+fn SigningCard() -> impl IntoView {
+    let ws = use_ws();
+    let toggle = ServerAction::<SetSigning>::new();
+    let rotate = ServerAction::<RotateSigning>::new();
+    let signing = Resource::new(
+        move || (ws.get(), toggle.version().get(), rotate.version().get()),
+        |(ws, ..)| get_signing(ws),
+    );
+    view! {
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                let s = match signing.await {
+                    Ok(s) => s,
+                    Err(e) => return view! { <ErrorPanel error=e/> }.into_any(),
+                };
+                let (ws_a, ws_b) = (ws.get_untracked(), ws.get_untracked());
+                view! {
+                    <section class="card" id="signing-card">
+                        <h2>"Webhook signing"</h2>
+                        <p class="hint">
+                            "When on, every webhook carries " <code>"webhook-id"</code> ", " <code>"webhook-timestamp"</code>
+                            " and " <code>"webhook-signature"</code>
+                            " (Standard Webhooks, HMAC-SHA256), so receivers can check it came from Herald and was not replayed."
+                        </p>
+                        <dl class="facts">
+                            <dt>"Status"</dt>
+                            <dd id="signing-status">{if s.enabled { "On" } else { "Off" }}</dd>
+                            <dt>"Secret"</dt>
+                            <dd>
+                                {match s.secret.clone() {
+                                    Some(secret) => view! {
+                                        <details><summary><code>{s.masked.clone()}</code> " (reveal)"</summary>
+                                            <input type="text" readonly class="secret" id="signing-secret" value=secret aria-label="Signing secret"/>
+                                        </details>
+                                    }.into_any(),
+                                    None => view! { <code>{s.masked.clone()}</code> }.into_any(),
+                                }}
+                            </dd>
+                            {s.previous_until.clone().map(|until| view! {
+                                <dt>"Previous secret"</dt><dd>"still signing until " {until}</dd>
+                            })}
+                        </dl>
+                        {s.can_manage.then(|| view! {
+                            <div class="actions-row">
+                                <ActionForm action=toggle attr:class="inline" attr:id="signing-toggle">
+                                    <input type="hidden" name="ws" value=ws_a/>
+                                    <input type="hidden" name="enabled" value=(!s.enabled).to_string()/>
+                                    <button type="submit">{if s.enabled { "Turn signing off" } else { "Turn signing on" }}</button>
+                                </ActionForm>
+                                <ActionForm action=rotate attr:class="inline">
+                                    <input type="hidden" name="ws" value=ws_b/>
+                                    <button type="submit">"Rotate secret"</button>
+                                </ActionForm>
+                            </div>
+                            <p class="hint">"After a rotation the previous secret keeps signing for 24 hours, so receivers can switch without dropping messages."</p>
+                        })}
+                        <FormError message=last_error(toggle.value())/>
+                        <FormError message=last_error(rotate.value())/>
+                    </section>
+                }.into_any()
+            })}
+        </Transition>
     }
 }

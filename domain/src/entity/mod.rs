@@ -9,5 +9,6 @@ pub mod rate_window;
 pub mod sign_in_failure;
 pub mod webhook_attempt;
 pub mod webhook_send;
+pub mod webhook_template;
 pub mod workspace;
 pub mod workspace_signing;
