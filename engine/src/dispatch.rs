@@ -103,7 +103,12 @@ struct Hosts {
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     failures: Mutex<HashMap<String, (i64, i64)>>,
     paused: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// When pauses recorded by other processes were last read from `host_state`.
+    paused_read_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// How often pauses set by other processes are picked up.
+const PAUSE_REFRESH: Duration = Duration::from_secs(5);
 
 /// Signing keys per workspace, re-read every few seconds so enabling or rotating takes effect
 /// quickly without a query per send.
@@ -513,10 +518,44 @@ impl Dispatcher {
     }
 
     /// The pause this process put over `host`, if it is still running.
-    fn paused_until(&self, host: &str) -> Option<DateTime<Utc>> {
+    async fn paused_until(&self, host: &str) -> Option<DateTime<Utc>> {
         let now = self.clock.now();
+        self.refresh_pauses(now).await;
         let paused = self.hosts.paused.lock().unwrap_or_else(|p| p.into_inner());
         paused.get(host).copied().filter(|until| *until > now)
+    }
+
+    /// Every few seconds, adopts the pauses other processes wrote to `host_state`, so a failing
+    /// host is spared by all of them.
+    async fn refresh_pauses(&self, now: DateTime<Utc>) {
+        {
+            let mut read_at = self
+                .hosts
+                .paused_read_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if read_at.is_some_and(|at| at.elapsed() < PAUSE_REFRESH) {
+                return;
+            }
+            *read_at = Some(std::time::Instant::now());
+        }
+        let rows = host_state::Entity::find()
+            .filter(host_state::Column::PausedUntil.gt(now))
+            .all(&self.db)
+            .await;
+        match rows {
+            Ok(rows) => {
+                let mut paused = self.hosts.paused.lock().unwrap_or_else(|p| p.into_inner());
+                paused.retain(|_, until| *until > now);
+                for row in rows {
+                    if let Some(until) = row.paused_until {
+                        let entry = paused.entry(row.host).or_insert(until);
+                        *entry = (*entry).max(until);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read host pauses"),
+        }
     }
 
     fn host_slot(&self, host: &str) -> Arc<Semaphore> {
@@ -589,7 +628,11 @@ impl Dispatcher {
         if outcome.request.is_none() {
             outcome.request = send.request.clone();
         }
-        if let Some(until) = host.as_deref().and_then(|h| self.paused_until(h)) {
+        let paused = match host.as_deref() {
+            Some(host) => self.paused_until(host).await,
+            None => None,
+        };
+        if let Some(until) = paused {
             // Not an attempt: the send waits for the pause to end.
             outcome.next_attempt_at = until;
             outcome.lane = if send.attempts == 0 { 0 } else { 1 };

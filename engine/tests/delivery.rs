@@ -411,6 +411,13 @@ async fn a_failing_host_is_paused_and_its_sends_wait() {
             .unwrap();
         assert_eq!(paused.len(), 1);
         assert!(paused[0].paused_until.is_some());
+
+        // Another process on the same database spares the host too.
+        let other = dispatcher(&db, &clock, settings(true), |_| {});
+        let elsewhere = enqueue(&db, &ws, format!("http://{addr}/hook"), 1, clock.now()).await;
+        assert_eq!(other.tick().await.unwrap(), 1);
+        assert_eq!(send_row(&db, &ws, &elsewhere[0]).await.attempts, 0);
+        assert_eq!(receiver.received().len(), 3);
     }
 }
 
