@@ -90,8 +90,21 @@ pub struct PausedHost {
     pub failures: i64,
 }
 
+/// One hour of the Activity chart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourBar {
+    /// `HH:00` (UTC).
+    pub label: String,
+    pub delivered: i64,
+    pub failed: i64,
+    /// Pending and aborted sends.
+    pub other: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivityView {
+    /// Sends created in each of the last 24 hours, oldest first.
+    pub hours: Vec<HourBar>,
     pub sends: Vec<SendRow>,
     pub paused_hosts: Vec<PausedHost>,
     pub can_build: bool,
@@ -417,7 +430,34 @@ pub async fn get_activity(
     let paused = domain::outbox::paused_hosts(&ctx.db, &access.workspace_id(), now)
         .await
         .map_err(fail)?;
+    let since = {
+        use chrono::{DurationRound, TimeDelta};
+        now.duration_trunc(TimeDelta::hours(1)).unwrap_or(now) - TimeDelta::hours(23)
+    };
+    let counts = domain::outbox::hourly_counts(&ctx.db, &access.workspace_id(), since)
+        .await
+        .map_err(fail)?;
+    let hours = (0..24)
+        .map(|i| {
+            let start = since + chrono::TimeDelta::hours(i);
+            let key = start.format("%Y-%m-%d %H").to_string();
+            let count = |wanted: &dyn Fn(&str) -> bool| -> i64 {
+                counts
+                    .iter()
+                    .filter(|(h, status, _)| *h == key && wanted(status))
+                    .map(|(_, _, n)| n)
+                    .sum()
+            };
+            HourBar {
+                label: start.format("%H:00").to_string(),
+                delivered: count(&|s| s == "delivered"),
+                failed: count(&|s| s == "failed"),
+                other: count(&|s| s != "delivered" && s != "failed"),
+            }
+        })
+        .collect();
     Ok(ActivityView {
+        hours,
         sends: sends.iter().map(send_row).collect(),
         paused_hosts: paused
             .into_iter()

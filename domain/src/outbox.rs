@@ -244,3 +244,41 @@ pub async fn paused_hosts(
         .filter(|h| mine.iter().flatten().any(|m| *m == h.host))
         .collect())
 }
+
+/// Sends created per hour since `since`, by status, for the Activity chart: `(hour, status, count)`
+/// with `hour` as `YYYY-MM-DD HH` (UTC).
+pub async fn hourly_counts(
+    db: &impl ConnectionTrait,
+    workspace: &WorkspaceId,
+    since: DateTime<Utc>,
+) -> DomainResult<Vec<(String, String, i64)>> {
+    use sea_orm::{DbBackend, Statement};
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT to_char(date_trunc('hour', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24') AS hour, \
+             status, COUNT(*)::bigint AS n FROM webhook_send \
+             WHERE workspace_id = $1 AND created_at >= $2 GROUP BY 1, 2"
+        }
+        _ => {
+            "SELECT strftime('%Y-%m-%d %H', created_at) AS hour, status, COUNT(*) AS n FROM webhook_send \
+             WHERE workspace_id = ? AND created_at >= ? GROUP BY 1, 2"
+        }
+    };
+    let rows = db
+        .query_all(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [workspace.as_str().into(), since.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "hour")?,
+                row.try_get("", "status")?,
+                row.try_get("", "n")?,
+            ))
+        })
+        .collect()
+}

@@ -383,3 +383,44 @@ async fn the_rate_limiter_counts_per_bucket_and_resets_with_the_window() {
         assert_eq!(fresh.remaining, 2);
     }
 }
+
+#[tokio::test]
+async fn sends_are_counted_per_hour_and_status_for_the_activity_chart() {
+    use domain::outbox::{self, NewSend, SourceKind};
+    use domain::webhook::{Body, Method, WebhookMessage};
+    for db in test_databases().await {
+        let at = Utc.with_ymd_and_hms(2026, 11, 28, 9, 30, 15).unwrap();
+        let ws = WorkspaceId::generate();
+        let send = NewSend {
+            workspace_id: ws.clone(),
+            source_kind: SourceKind::Test,
+            source_id: None,
+            source_name: None,
+            recipient: None,
+            message: WebhookMessage {
+                method: Method::Get,
+                url: "https://example.com".into(),
+                headers: vec![],
+                body: Body::None,
+            },
+            context: Default::default(),
+        };
+        outbox::enqueue(&db, vec![send.clone(), send.clone()], at)
+            .await
+            .unwrap();
+        outbox::enqueue(&db, vec![send], at + Duration::hours(1))
+            .await
+            .unwrap();
+        let mut counts = outbox::hourly_counts(&db, &ws, at - Duration::hours(1))
+            .await
+            .unwrap();
+        counts.sort();
+        assert_eq!(
+            counts,
+            vec![
+                ("2026-11-28 09".to_string(), "pending".to_string(), 2),
+                ("2026-11-28 10".to_string(), "pending".to_string(), 1)
+            ]
+        );
+    }
+}

@@ -10,7 +10,69 @@ use leptos_router::hooks::use_params_map;
 use crate::components::{EmptyState, ErrorPanel, FormError, Loading, last_error};
 use crate::pages::layout::use_ws;
 use crate::pages::templates::RequestView;
-use crate::webhooks::{AttemptRow, Resend, get_activity, get_send_details};
+use crate::webhooks::{AttemptRow, HourBar, Resend, get_activity, get_send_details};
+
+/// Sends per hour over the last day, stacked by outcome (an SVG, so it reads without JavaScript).
+#[component]
+fn HourlyChart(hours: Vec<HourBar>) -> impl IntoView {
+    const WIDTH: f64 = 720.0;
+    const HEIGHT: f64 = 140.0;
+    const TOP: f64 = 10.0;
+    let peak = hours
+        .iter()
+        .map(|h| h.delivered + h.failed + h.other)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let slot = WIDTH / hours.len().max(1) as f64;
+    let scale = (HEIGHT - TOP) / peak;
+    let totals = (
+        hours.iter().map(|h| h.delivered).sum::<i64>(),
+        hours.iter().map(|h| h.failed).sum::<i64>(),
+        hours.iter().map(|h| h.other).sum::<i64>(),
+    );
+    let bars = hours
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let x = i as f64 * slot + slot * 0.15;
+            let w = slot * 0.7;
+            let mut y = HEIGHT;
+            let mut part = |count: i64, class: &'static str| {
+                let height = count as f64 * scale;
+                y -= height;
+                view! { <rect x=x y=y width=w height=height class=class/> }
+            };
+            let delivered = part(h.delivered, "bar-ok");
+            let failed = part(h.failed, "bar-bad");
+            let other = part(h.other, "bar-other");
+            let label = (i % 6 == 0)
+                .then(|| view! { <text x=x y=HEIGHT + 14.0 class="axis">{h.label.clone()}</text> });
+            let title = format!(
+                "{}: {} delivered, {} failed, {} pending or aborted",
+                h.label, h.delivered, h.failed, h.other
+            );
+            view! { <g><title>{title}</title>{delivered}{failed}{other}{label}</g> }
+        })
+        .collect_view();
+    view! {
+        <section class="card chart-card" id="activity-chart">
+            <div class="chart-head">
+                <h2>"Sends per hour (last 24 hours, UTC)"</h2>
+                <p class="legend">
+                    <span class="dot ok"></span>{totals.0} " delivered "
+                    <span class="dot bad"></span>{totals.1} " failed "
+                    <span class="dot other"></span>{totals.2} " pending or aborted"
+                </p>
+            </div>
+            <svg viewBox=format!("0 0 {WIDTH} {}", HEIGHT + 18.0) class="chart" role="img"
+                aria-label=format!("Sends per hour: {} delivered, {} failed, {} pending or aborted", totals.0, totals.1, totals.2)>
+                <line x1="0" y1=HEIGHT x2=WIDTH y2=HEIGHT class="baseline"/>
+                {bars}
+            </svg>
+        </section>
+    }
+}
 
 /// A coloured status label.
 #[component]
@@ -109,6 +171,7 @@ pub fn ActivityPage() -> impl IntoView {
                 let ws_id = ws.get_untracked();
                 let ws_retry = ws_id.clone();
                 view! {
+                    <HourlyChart hours=data.hours.clone()/>
                     {(!data.paused_hosts.is_empty()).then(|| view! {
                         <section class="card notice-card" id="paused-hosts">
                             <h2>"Paused hosts"</h2>
