@@ -70,7 +70,7 @@ test('a composed webhook previews with test data and saves as a template', async
   await page.goto(`${base}/templates`);
   await page.getByText('No templates yet').waitFor();
   await openNewTemplate();
-  await page.getByRole('button', { name: 'Preview' }).click();
+  // The preview follows the edits without a click.
   const preview = page.locator('#preview-result');
   await preview.getByText('"greeting":"Hello Ada on pro"').waitFor();
   await preview.getByText(receiverUrl).waitFor();

@@ -52,6 +52,20 @@ impl ComposerState {
         }
     }
 
+    /// Subscribes the running effect to every field, so it re-runs on any edit.
+    pub fn track(&self) {
+        self.method.track();
+        self.url.track();
+        self.body_mode.track();
+        self.raw.track();
+        for rows in [self.headers, self.pairs] {
+            for row in rows.get() {
+                row.key.track();
+                row.value.track();
+            }
+        }
+    }
+
     /// The draft as typed so far.
     pub fn draft(&self) -> MessageDraft {
         let read = |rows: RwSignal<Vec<Row>>| -> Vec<(String, String)> {

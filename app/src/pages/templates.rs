@@ -128,6 +128,27 @@ fn Editor(details: TemplateDetails) -> impl IntoView {
     let save = ServerAction::<SaveTemplate>::new();
     let preview = ServerAction::<PreviewWebhook>::new();
     let send_test = ServerAction::<SendTestWebhook>::new();
+    // Live preview: re-render shortly after the last edit of the message or the test data.
+    let edits = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        state.track();
+        test_data.track();
+        let generation = edits.get_value() + 1;
+        edits.set_value(generation);
+        set_timeout(
+            move || {
+                // The page may be gone by now (everything it owned is then disposed).
+                if edits.try_get_value() == Some(generation) {
+                    preview.dispatch(PreviewWebhook {
+                        ws: ws.get_untracked(),
+                        draft: state.draft(),
+                        test_data: test_data.get_untracked(),
+                    });
+                }
+            },
+            std::time::Duration::from_millis(400),
+        );
+    });
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(saved)) = save.value().get()
@@ -176,7 +197,7 @@ fn Editor(details: TemplateDetails) -> impl IntoView {
                 <label for="test-data" class="field-label">"Test data"</label>
                 <textarea id="test-data" rows="7" class="code" prop:value=test_data
                     on:input=move |ev| test_data.set(event_target_value(&ev))></textarea>
-                <p class="hint">"Attributes and properties for one imaginary recipient: user, custom_attributes, event_properties, api_trigger_properties, canvas_entry_properties, campaign, canvas."</p>
+                <p class="hint">"Attributes and properties for one imaginary recipient: user, custom_attributes, event_properties, api_trigger_properties, canvas_entry_properties, campaign, canvas. The preview follows your edits."</p>
                 <div class="actions-row">
                     <button type="button" id="preview-button" on:click=move |_| {
                         preview.dispatch(PreviewWebhook { ws: ws.get_untracked(), draft: state.draft(), test_data: test_data.get_untracked() });
@@ -239,7 +260,9 @@ fn TestSendResult(send_id: String) -> impl IntoView {
         };
         if waiting && tick.get_untracked() < 60 {
             set_timeout(
-                move || tick.update(|t| *t += 1),
+                move || {
+                    tick.try_update(|t| *t += 1);
+                },
                 std::time::Duration::from_millis(500),
             );
         }
