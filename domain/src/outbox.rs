@@ -66,6 +66,24 @@ pub async fn enqueue(
     sends: Vec<NewSend>,
     now: DateTime<Utc>,
 ) -> DomainResult<Vec<SendId>> {
+    enqueue_limited(db, sends, None, now).await
+}
+
+/// Like [`enqueue`], for a source with a delivery-speed limit: the engine sends at most
+/// `rate_per_minute` of the source's sends (same kind and id) per minute, whatever the backlog.
+pub async fn enqueue_limited(
+    db: &impl ConnectionTrait,
+    sends: Vec<NewSend>,
+    rate_per_minute: Option<u32>,
+    now: DateTime<Utc>,
+) -> DomainResult<Vec<SendId>> {
+    if rate_per_minute == Some(0) {
+        return Err(DomainError::invalid(
+            "rate_limit",
+            "must be at least 1 message per minute",
+        ));
+    }
+    let rate = rate_per_minute.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
     let mut ids = Vec::with_capacity(sends.len());
     let mut rows = Vec::with_capacity(sends.len().min(INSERT_CHUNK));
     for send in sends {
@@ -91,6 +109,7 @@ pub async fn enqueue(
             completed_at: Set(None),
             last_status_code: Set(None),
             last_error: Set(None),
+            rate_per_minute: Set(rate),
         });
         ids.push(id);
         if rows.len() == INSERT_CHUNK {
@@ -116,6 +135,31 @@ pub async fn find_send(
         .one(db)
         .await?
         .ok_or(DomainError::NotFound("send"))
+}
+
+/// Holds back every pending send of one source until `until` (its rate limit is spent for the
+/// current minute), except those another process holds right now.
+pub async fn defer_source(
+    db: &impl ConnectionTrait,
+    source_kind: &str,
+    source_id: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> DomainResult<u64> {
+    let result = webhook_send::Entity::update_many()
+        .col_expr(webhook_send::Column::NextAttemptAt, Expr::value(until))
+        .filter(webhook_send::Column::SourceKind.eq(source_kind))
+        .filter(webhook_send::Column::SourceId.eq(source_id))
+        .filter(webhook_send::Column::Status.eq(status::PENDING))
+        .filter(webhook_send::Column::NextAttemptAt.lt(until))
+        .filter(
+            sea_orm::Condition::any()
+                .add(webhook_send::Column::LeaseUntil.is_null())
+                .add(webhook_send::Column::LeaseUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 /// Filters of the Activity log.

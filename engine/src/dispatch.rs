@@ -68,6 +68,9 @@ impl Default for DispatchSettings {
 struct Claimed {
     workspace_id: String,
     id: String,
+    source_kind: String,
+    source_id: Option<String>,
+    rate_per_minute: Option<i32>,
     message: String,
     context: String,
     request: Option<String>,
@@ -206,7 +209,8 @@ impl Dispatcher {
                    WHERE status = 'pending' AND lane = $2 AND next_attempt_at <= $3 \
                      AND (lease_until IS NULL OR lease_until < $3) \
                    ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 RETURNING workspace_id, id, message, context, request, attempts, first_attempt_at"
+                 RETURNING workspace_id, id, source_kind, source_id, rate_per_minute, message, context, request, \
+                   attempts, first_attempt_at"
             }
             _ => {
                 "UPDATE webhook_send SET lease_until = ? WHERE (workspace_id, id) IN ( \
@@ -214,7 +218,8 @@ impl Dispatcher {
                    WHERE status = 'pending' AND lane = ? AND next_attempt_at <= ? \
                      AND (lease_until IS NULL OR lease_until < ?) \
                    ORDER BY next_attempt_at LIMIT ?) \
-                 RETURNING workspace_id, id, message, context, request, attempts, first_attempt_at"
+                 RETURNING workspace_id, id, source_kind, source_id, rate_per_minute, message, context, request, \
+                   attempts, first_attempt_at"
             }
         };
         let values: Vec<Value> = match backend {
@@ -241,6 +246,9 @@ impl Dispatcher {
                 Ok(Claimed {
                     workspace_id: row.try_get("", "workspace_id")?,
                     id: row.try_get("", "id")?,
+                    source_kind: row.try_get("", "source_kind")?,
+                    source_id: row.try_get("", "source_id")?,
+                    rate_per_minute: row.try_get("", "rate_per_minute")?,
                     message: row.try_get("", "message")?,
                     context: row.try_get("", "context")?,
                     request: row.try_get("", "request")?,
@@ -492,6 +500,36 @@ impl Dispatcher {
         }
     }
 
+    /// When the send's source has a rate limit and this minute's allowance is spent: the time the
+    /// next minute starts. The rest of the source's backlog is deferred in one statement, so it is
+    /// not claimed again and again within the minute.
+    async fn over_rate_limit(&self, send: &Claimed, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (Some(limit), Some(source_id)) = (send.rate_per_minute, send.source_id.as_deref())
+        else {
+            return None;
+        };
+        let bucket = format!("source:{}:{source_id}", send.source_kind);
+        let decision =
+            match domain::rate_limit::hit(&self.db, &bucket, limit.max(1) as u64, 60, now).await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    tracing::warn!(%error, "could not check a source's rate limit; the send waits");
+                    return Some(now + TimeDelta::seconds(5));
+                }
+            };
+        if decision.allowed {
+            return None;
+        }
+        let until =
+            DateTime::from_timestamp(decision.reset_at, 0).unwrap_or(now + TimeDelta::minutes(1));
+        if let Err(error) =
+            domain::outbox::defer_source(&self.db, &send.source_kind, source_id, until, now).await
+        {
+            tracing::warn!(%error, "could not defer a rate-limited source");
+        }
+        Some(until)
+    }
+
     async fn signing_keys(&self, workspace_id: &str) -> Result<Option<SigningKeys>, DbErr> {
         let fresh = |at: &std::time::Instant| at.elapsed() < SIGNING_CACHE_TTL;
         if let Some((at, keys)) = self
@@ -634,6 +672,12 @@ impl Dispatcher {
         };
         if let Some(until) = paused {
             // Not an attempt: the send waits for the pause to end.
+            outcome.next_attempt_at = until;
+            outcome.lane = if send.attempts == 0 { 0 } else { 1 };
+            return outcome;
+        }
+        if let Some(until) = self.over_rate_limit(&send, started_at).await {
+            // Not an attempt: the source has used its messages for this minute.
             outcome.next_attempt_at = until;
             outcome.lane = if send.attempts == 0 { 0 } else { 1 };
             return outcome;

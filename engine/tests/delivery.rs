@@ -529,3 +529,67 @@ async fn signed_workspaces_send_a_standard_webhooks_signature_with_every_active_
         );
     }
 }
+
+#[tokio::test]
+async fn a_rate_limited_source_sends_at_most_its_allowance_per_minute() {
+    for db in test_databases().await {
+        let (receiver, addr) = Receiver::start().await;
+        // The start of a minute, so the limiter's window is predictable.
+        let start = Utc::now().timestamp() / 60 * 60 + 60;
+        let clock = ManualClock::new(chrono::DateTime::from_timestamp(start, 0).unwrap());
+        let ws = workspace();
+        let sends = (0..5)
+            .map(|_| NewSend {
+                workspace_id: ws.clone(),
+                source_kind: SourceKind::Campaign,
+                source_id: Some("campaign-1".into()),
+                source_name: None,
+                recipient: None,
+                message: message(format!("http://{addr}/hook")),
+                context: RenderContext::new(),
+            })
+            .collect();
+        let ids = outbox::enqueue_limited(&db, sends, Some(2), clock.now())
+            .await
+            .unwrap();
+        let other = enqueue(&db, &ws, format!("http://{addr}/other"), 1, clock.now()).await;
+        let d = dispatcher(&db, &clock, settings(true), |_| {});
+
+        d.tick().await.unwrap();
+        assert_eq!(
+            receiver.received().len(),
+            3,
+            "two of the campaign's sends, and the unlimited one"
+        );
+        assert_eq!(send_row(&db, &ws, &other[0]).await.status, "delivered");
+        assert_eq!(
+            d.tick().await.unwrap(),
+            0,
+            "the rest waits for the next minute"
+        );
+        let next_minute = clock.now() + chrono::Duration::seconds(60);
+        let waiting: Vec<_> = {
+            let mut rows = Vec::new();
+            for id in &ids {
+                rows.push(send_row(&db, &ws, id).await);
+            }
+            rows.into_iter().filter(|r| r.status == "pending").collect()
+        };
+        assert_eq!(waiting.len(), 3);
+        assert!(
+            waiting
+                .iter()
+                .all(|r| r.next_attempt_at == next_minute && r.attempts == 0)
+        );
+
+        clock.advance(chrono::Duration::seconds(60));
+        d.tick().await.unwrap();
+        assert_eq!(receiver.received().len(), 5);
+        clock.advance(chrono::Duration::seconds(60));
+        d.tick().await.unwrap();
+        assert_eq!(receiver.received().len(), 6);
+        for id in &ids {
+            assert_eq!(send_row(&db, &ws, id).await.status, "delivered");
+        }
+    }
+}

@@ -34,6 +34,7 @@ enum WebhookSend {
     CompletedAt,
     LastStatusCode,
     LastError,
+    RatePerMinute,
 }
 
 #[derive(DeriveIden)]
@@ -119,6 +120,7 @@ impl MigrationTrait for Migration {
                     .col(ts(WebhookSend::CompletedAt).null())
                     .col(ColumnDef::new(WebhookSend::LastStatusCode).integer().null())
                     .col(ColumnDef::new(WebhookSend::LastError).text().null())
+                    .col(ColumnDef::new(WebhookSend::RatePerMinute).integer().null())
                     .primary_key(
                         Index::create()
                             .col(WebhookSend::WorkspaceId)

@@ -34,6 +34,8 @@ pub struct Model {
     pub completed_at: Option<DateTimeUtc>,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
+    /// The source's delivery-speed limit (messages per minute), if it has one.
+    pub rate_per_minute: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
