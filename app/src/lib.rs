@@ -2,6 +2,7 @@
 //! (readable without JavaScript) and hydrated in the browser by the `frontend` crate.
 
 pub mod api;
+pub mod audience;
 pub mod components;
 pub mod pages;
 #[cfg(feature = "ssr")]
@@ -19,9 +20,10 @@ use crate::pages::{
     home::{HomePage, NewWorkspacePage},
     invite::InvitePage,
     layout::WorkspaceLayout,
-    sections::{CampaignsPage, CanvasesPage, SegmentsPage, UsersPage},
+    sections::{CampaignsPage, CanvasesPage, SegmentsPage},
     settings::{ApiKeysPage, GeneralSettingsPage, MembersPage},
     templates::{TemplateEditorPage, TemplatesPage},
+    users::{UserPage, UsersPage},
 };
 
 /// The HTML document around the app.
@@ -65,6 +67,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("canvases") view=CanvasesPage/>
                     <Route path=path!("segments") view=SegmentsPage/>
                     <Route path=path!("users") view=UsersPage/>
+                    <Route path=path!("users/:id") view=UserPage/>
                     <Route path=path!("templates") view=TemplatesPage/>
                     <Route path=path!("templates/:id") view=TemplateEditorPage/>
                     <Route path=path!("activity") view=ActivityPage/>

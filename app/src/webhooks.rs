@@ -224,7 +224,7 @@ fn shown(request: &domain::webhook::RenderedRequest) -> PreviewResult {
 }
 
 #[cfg(feature = "ssr")]
-fn send_row(model: &domain::entity::webhook_send::Model) -> SendRow {
+pub(crate) fn send_row(model: &domain::entity::webhook_send::Model) -> SendRow {
     SendRow {
         id: model.id.clone(),
         created: when(model.created_at),
@@ -421,6 +421,7 @@ pub async fn get_activity(
         status: nonempty(status),
         source_kind: nonempty(source),
         host: nonempty(host),
+        recipient: None,
         since: hours.map(|h| now - chrono::Duration::hours(h)),
         limit: 200,
     };

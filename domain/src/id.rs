@@ -60,3 +60,5 @@ id_type!(/// One webhook send in the outbox; sent as `webhook-id` on every attem
     SendId, "send");
 id_type!(/// A webhook template in the workspace's library.
     TemplateId, "template");
+id_type!(/// A user profile; Braze calls it `braze_id`.
+    ProfileId, "user");

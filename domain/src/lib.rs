@@ -9,6 +9,7 @@ pub mod error;
 pub mod id;
 pub mod invite;
 pub mod outbox;
+pub mod profile;
 pub mod rate_limit;
 pub mod role;
 pub mod secret;
@@ -21,5 +22,5 @@ pub mod workspace;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
-pub use id::{AccountId, ApiKeyId, InviteId, SendId, TemplateId, WorkspaceId};
+pub use id::{AccountId, ApiKeyId, InviteId, ProfileId, SendId, TemplateId, WorkspaceId};
 pub use role::{Capability, Role};

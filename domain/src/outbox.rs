@@ -168,6 +168,8 @@ pub struct SendFilter {
     pub status: Option<String>,
     pub source_kind: Option<String>,
     pub host: Option<String>,
+    /// Only sends to this recipient (external id).
+    pub recipient: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub limit: u64,
 }
@@ -188,6 +190,9 @@ pub async fn list_sends(
     }
     if let Some(host) = &filter.host {
         query = query.filter(webhook_send::Column::Host.eq(host.as_str()));
+    }
+    if let Some(recipient) = &filter.recipient {
+        query = query.filter(webhook_send::Column::Recipient.eq(recipient.as_str()));
     }
     if let Some(since) = filter.since {
         query = query.filter(webhook_send::Column::CreatedAt.gte(since));

@@ -6,6 +6,7 @@ mod m20261128_000001_foundation;
 mod m20261128_000002_delivery;
 mod m20261128_000003_signing;
 mod m20261128_000004_webhook_template;
+mod m20261128_000005_audience;
 pub mod testing;
 
 /// Every schema change in the order it was made.
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_delivery::Migration),
             Box::new(m20261128_000003_signing::Migration),
             Box::new(m20261128_000004_webhook_template::Migration),
+            Box::new(m20261128_000005_audience::Migration),
         ]
     }
 }

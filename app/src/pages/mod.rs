@@ -9,6 +9,7 @@ pub mod layout;
 pub mod sections;
 pub mod settings;
 pub mod templates;
+pub mod users;
 
 use leptos::prelude::*;
 use leptos_meta::Title;

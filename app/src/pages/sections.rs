@@ -1,4 +1,4 @@
-//! Sections whose objects arrive with later work (campaigns, Canvases, segments, users). Until
+//! Sections whose objects arrive with later work (campaigns, Canvases, segments). Until
 //! then each says plainly what it will hold; none pretends to have data.
 
 use leptos::prelude::*;
@@ -34,10 +34,4 @@ pub fn CanvasesPage() -> impl IntoView {
 pub fn SegmentsPage() -> impl IntoView {
     view! { <Section title="Segments" empty="No segments yet"
     body="Audiences built from attributes and custom events, with their live size, will be listed here."/> }
-}
-
-#[component]
-pub fn UsersPage() -> impl IntoView {
-    view! { <Section title="Users" empty="No users yet"
-    body="Profiles sent through /api/users/track will be searchable here."/> }
 }

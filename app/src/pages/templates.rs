@@ -7,6 +7,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::api::error_text;
+use crate::audience::UserTestData;
 use crate::components::{EmptyState, ErrorPanel, FormError, Loading, last_error};
 use crate::pages::activity::{AttemptView, StatusBadge};
 use crate::pages::composer::{Composer, ComposerState};
@@ -128,6 +129,13 @@ fn Editor(details: TemplateDetails) -> impl IntoView {
     let save = ServerAction::<SaveTemplate>::new();
     let preview = ServerAction::<PreviewWebhook>::new();
     let send_test = ServerAction::<SendTestWebhook>::new();
+    let preview_user = RwSignal::new(String::new());
+    let load_user = ServerAction::<UserTestData>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(data)) = load_user.value().get() {
+            test_data.set(data);
+        }
+    });
     // Live preview: re-render shortly after the last edit of the message or the test data.
     let edits = StoredValue::new(0u64);
     Effect::new(move |_| {
@@ -194,6 +202,16 @@ fn Editor(details: TemplateDetails) -> impl IntoView {
             </section>
             <section class="card">
                 <h2>"Preview and test"</h2>
+                <form class="row-form" id="preview-as-user" on:submit=move |ev| {
+                    ev.prevent_default();
+                    load_user.dispatch(UserTestData { ws: ws.get_untracked(), external_id: preview_user.get_untracked() });
+                }>
+                    <label for="preview-user" class="sr-only">"Preview as user"</label>
+                    <input id="preview-user" type="text" placeholder="Preview as user: external_id"
+                        prop:value=preview_user on:input=move |ev| preview_user.set(event_target_value(&ev))/>
+                    <button type="submit">"Use their data"</button>
+                </form>
+                <FormError message=last_error(load_user.value())/>
                 <label for="test-data" class="field-label">"Test data"</label>
                 <textarea id="test-data" rows="7" class="code" prop:value=test_data
                     on:input=move |ev| test_data.set(event_target_value(&ev))></textarea>

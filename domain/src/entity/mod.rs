@@ -2,9 +2,15 @@
 
 pub mod account;
 pub mod api_key;
+pub mod event_catalog;
+pub mod event_inbox;
 pub mod host_state;
 pub mod invite;
 pub mod membership;
+pub mod profile;
+pub mod profile_alias;
+pub mod profile_event;
+pub mod profile_purchase;
 pub mod rate_window;
 pub mod sign_in_failure;
 pub mod webhook_attempt;

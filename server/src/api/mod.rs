@@ -5,9 +5,10 @@
 mod error;
 mod gate;
 mod management;
+mod users;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use error::ApiError;
 pub use gate::ApiCaller;
@@ -22,6 +23,12 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(management::workspace_by_id),
         )
         .route("/v1/api_keys", get(management::api_keys))
+        .route("/users/track", post(users::track))
+        .route("/users/delete", post(users::delete))
+        .route("/users/identify", post(users::identify))
+        .route("/users/alias/new", post(users::new_alias))
+        .route("/users/export/ids", post(users::export_ids))
+        .route("/events/list", get(users::events_list))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state, gate::gate))
 }

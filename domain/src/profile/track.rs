@@ -1,0 +1,1051 @@
+//! `/users/track`: attributes, then events, then purchases, each item validated on its own (valid
+//! items are kept when others fail), all written in one transaction with batched statements.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
+};
+use serde_json::{Map, Number, Value as Json, json};
+
+use super::{EventKind, UserAlias, alias_rows, lock_for_write, to_millis};
+use crate::entity::{
+    event_catalog, event_inbox, profile, profile_alias, profile_event, profile_purchase,
+};
+use crate::{DomainError, DomainResult, ProfileId, WorkspaceId, validate};
+
+/// Most items of each kind one request may carry.
+pub const MAX_ITEMS: usize = 75;
+/// Most elements an array attribute keeps; adding more drops the oldest.
+pub const MAX_ARRAY_LENGTH: usize = 25;
+/// Longest event name, product id, property name or string property value.
+pub const MAX_NAME_LENGTH: usize = 255;
+/// Largest serialized `properties` object.
+pub const MAX_PROPERTIES_BYTES: usize = 100 * 1024;
+
+/// What a `/users/track` call did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackOutcome {
+    pub attributes_processed: usize,
+    pub events_processed: usize,
+    pub purchases_processed: usize,
+    /// One entry per rejected item; the other items were kept.
+    pub errors: Vec<TrackItemError>,
+}
+
+/// Why one item of a `/users/track` call was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackItemError {
+    /// `attributes`, `events` or `purchases`.
+    pub input_array: &'static str,
+    /// The item's position in its array.
+    pub index: usize,
+    pub message: String,
+}
+
+impl TrackItemError {
+    /// Braze's shape: `{"type": message, "input_array": ..., "index": n}`.
+    pub fn to_json(&self) -> Json {
+        json!({"type": self.message, "input_array": self.input_array, "index": self.index})
+    }
+}
+
+/// How an item names its user.
+#[derive(Clone, Debug)]
+enum UserRef {
+    External(String),
+    Braze(String),
+    Alias(UserAlias),
+    Email(String),
+    Phone(String),
+}
+
+/// Reads the identifier: `external_id`, then `braze_id`, then `user_alias`, then `email`, then
+/// `phone` (so email wins over phone).
+fn user_ref(item: &Map<String, Json>) -> Result<UserRef, String> {
+    let text = |key: &str| -> Result<Option<String>, String> {
+        match item.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+            Some(_) => Err(format!("{key} must be a non-empty string")),
+        }
+    };
+    if let Some(id) = text("external_id")? {
+        if id.chars().count() > 512 {
+            return Err("external_id must be at most 512 characters".into());
+        }
+        return Ok(UserRef::External(id));
+    }
+    if let Some(id) = text("braze_id")? {
+        return Ok(UserRef::Braze(id));
+    }
+    if let Some(alias) = item.get("user_alias").filter(|v| !v.is_null()) {
+        return UserAlias::from_json(alias).map(UserRef::Alias);
+    }
+    if let Some(email) = text("email")? {
+        return validate::email("email", &email)
+            .map(UserRef::Email)
+            .map_err(|_| "email is not an email address".to_owned());
+    }
+    if let Some(phone) = text("phone")? {
+        return Ok(UserRef::Phone(phone));
+    }
+    Err(
+        "must identify the user with one of external_id, user_alias, braze_id, email or phone"
+            .into(),
+    )
+}
+
+/// A profile being worked on in this call.
+struct Slot {
+    model: profile::Model,
+    custom: Map<String, Json>,
+    /// Not in the database yet.
+    new: bool,
+    /// Changed since it was read.
+    dirty: bool,
+}
+
+/// The profiles this call touches, with the indexes that find them.
+struct Working {
+    ws: String,
+    now: DateTime<Utc>,
+    slots: Vec<Slot>,
+    by_id: HashMap<String, usize>,
+    by_external: HashMap<String, usize>,
+    by_alias: HashMap<UserAlias, usize>,
+    by_email: HashMap<String, usize>,
+    by_phone: HashMap<String, usize>,
+    new_aliases: Vec<profile_alias::ActiveModel>,
+}
+
+enum Resolved {
+    Found(usize),
+    NotFound,
+}
+
+impl Working {
+    fn new(ws: &WorkspaceId, now: DateTime<Utc>) -> Self {
+        Self {
+            ws: ws.to_string(),
+            now,
+            slots: Vec::new(),
+            by_id: HashMap::new(),
+            by_external: HashMap::new(),
+            by_alias: HashMap::new(),
+            by_email: HashMap::new(),
+            by_phone: HashMap::new(),
+            new_aliases: Vec::new(),
+        }
+    }
+
+    /// Adds a profile read from the database (once) and returns its slot.
+    fn add_loaded(&mut self, model: profile::Model) -> usize {
+        if let Some(&index) = self.by_id.get(&model.id) {
+            return index;
+        }
+        let index = self.slots.len();
+        self.by_id.insert(model.id.clone(), index);
+        if let Some(external_id) = &model.external_id {
+            self.by_external.insert(external_id.clone(), index);
+        }
+        self.slots.push(Slot {
+            custom: super::custom_attributes(&model),
+            model,
+            new: false,
+            dirty: false,
+        });
+        index
+    }
+
+    fn create(&mut self) -> usize {
+        let index = self.slots.len();
+        let model = profile::Model {
+            workspace_id: self.ws.clone(),
+            id: ProfileId::generate().into_string(),
+            external_id: None,
+            email: None,
+            phone: None,
+            first_name: None,
+            last_name: None,
+            gender: None,
+            date_of_birth: None,
+            country: None,
+            home_city: None,
+            language: None,
+            time_zone: None,
+            custom_attributes: "{}".into(),
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        self.by_id.insert(model.id.clone(), index);
+        self.slots.push(Slot {
+            model,
+            custom: Map::new(),
+            new: true,
+            dirty: true,
+        });
+        index
+    }
+
+    /// Finds the user an item names, creating it when `create` allows (never for a `braze_id`).
+    fn resolve(&mut self, user: &UserRef, create: bool) -> Resolved {
+        let found = match user {
+            UserRef::External(id) => self.by_external.get(id),
+            UserRef::Braze(id) => self.by_id.get(id),
+            UserRef::Alias(alias) => self.by_alias.get(alias),
+            UserRef::Email(email) => self.by_email.get(email),
+            UserRef::Phone(phone) => self.by_phone.get(phone),
+        };
+        if let Some(&index) = found {
+            return Resolved::Found(index);
+        }
+        if !create || matches!(user, UserRef::Braze(_)) {
+            return Resolved::NotFound;
+        }
+        let index = self.create();
+        let model = &mut self.slots[index].model;
+        match user {
+            UserRef::External(id) => {
+                model.external_id = Some(id.clone());
+                self.by_external.insert(id.clone(), index);
+            }
+            UserRef::Alias(alias) => {
+                self.new_aliases.push(profile_alias::ActiveModel {
+                    workspace_id: Set(self.ws.clone()),
+                    alias_label: Set(alias.alias_label.clone()),
+                    alias_name: Set(alias.alias_name.clone()),
+                    profile_id: Set(model.id.clone()),
+                });
+                self.by_alias.insert(alias.clone(), index);
+            }
+            UserRef::Email(email) => {
+                model.email = Some(email.clone());
+                self.by_email.insert(email.clone(), index);
+            }
+            UserRef::Phone(phone) => {
+                model.phone = Some(phone.clone());
+                self.by_phone.insert(phone.clone(), index);
+            }
+            UserRef::Braze(_) => unreachable!("braze ids are never created"),
+        }
+        Resolved::Found(index)
+    }
+
+    /// Reads every profile the call's items name, a few queries for the whole batch.
+    async fn load(&mut self, db: &impl ConnectionTrait, refs: &[&UserRef]) -> DomainResult<()> {
+        let mut external = BTreeSet::new();
+        let mut braze = BTreeSet::new();
+        let mut aliases = BTreeSet::new();
+        let mut emails = BTreeSet::new();
+        let mut phones = BTreeSet::new();
+        for user in refs {
+            match user {
+                UserRef::External(id) => external.insert(id.clone()),
+                UserRef::Braze(id) => braze.insert(id.clone()),
+                UserRef::Alias(alias) => aliases.insert(alias.clone()),
+                UserRef::Email(email) => emails.insert(email.clone()),
+                UserRef::Phone(phone) => phones.insert(phone.clone()),
+            };
+        }
+        let ws = profile::Column::WorkspaceId.eq(self.ws.as_str());
+        let mut by_id: Vec<String> = braze.into_iter().collect();
+        let alias_list: Vec<UserAlias> = aliases.into_iter().collect();
+        let alias_found =
+            alias_rows(db, &WorkspaceId::from_db(self.ws.clone()), &alias_list).await?;
+        by_id.extend(alias_found.iter().map(|a| a.profile_id.clone()));
+        let mut any = Condition::any();
+        let mut any_used = false;
+        if !external.is_empty() {
+            any = any.add(profile::Column::ExternalId.is_in(external));
+            any_used = true;
+        }
+        if !by_id.is_empty() {
+            any = any.add(profile::Column::Id.is_in(by_id));
+            any_used = true;
+        }
+        if !emails.is_empty() {
+            any = any.add(profile::Column::Email.is_in(emails.iter().cloned()));
+            any_used = true;
+        }
+        if !phones.is_empty() {
+            any = any.add(profile::Column::Phone.is_in(phones.iter().cloned()));
+            any_used = true;
+        }
+        if !any_used {
+            return Ok(());
+        }
+        // Oldest update first, so that for a shared email or phone the most recently updated
+        // profile is the one left in the index.
+        let rows = profile::Entity::find()
+            .filter(ws)
+            .filter(any)
+            .order_by_asc(profile::Column::UpdatedAt)
+            .order_by_asc(profile::Column::Id)
+            .all(db)
+            .await?;
+        for row in rows {
+            let email = row.email.clone().filter(|e| emails.contains(e));
+            let phone = row.phone.clone().filter(|p| phones.contains(p));
+            let index = self.add_loaded(row);
+            if let Some(email) = email {
+                self.by_email.insert(email, index);
+            }
+            if let Some(phone) = phone {
+                self.by_phone.insert(phone, index);
+            }
+        }
+        for alias in alias_found {
+            if let Some(&index) = self.by_id.get(&alias.profile_id) {
+                self.by_alias.insert(
+                    UserAlias {
+                        alias_label: alias.alias_label,
+                        alias_name: alias.alias_name,
+                    },
+                    index,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes new and changed profiles, and new aliases.
+    async fn save(self, db: &impl ConnectionTrait) -> DomainResult<()> {
+        let rows: Vec<profile::ActiveModel> = self
+            .slots
+            .into_iter()
+            .filter(|slot| slot.new || slot.dirty)
+            .map(|slot| {
+                let mut model = slot.model;
+                model.custom_attributes = Json::Object(slot.custom).to_string();
+                profile::ActiveModel {
+                    workspace_id: Set(model.workspace_id),
+                    id: Set(model.id),
+                    external_id: Set(model.external_id),
+                    email: Set(model.email),
+                    phone: Set(model.phone),
+                    first_name: Set(model.first_name),
+                    last_name: Set(model.last_name),
+                    gender: Set(model.gender),
+                    date_of_birth: Set(model.date_of_birth),
+                    country: Set(model.country),
+                    home_city: Set(model.home_city),
+                    language: Set(model.language),
+                    time_zone: Set(model.time_zone),
+                    custom_attributes: Set(model.custom_attributes),
+                    created_at: Set(model.created_at),
+                    updated_at: Set(model.updated_at),
+                }
+            })
+            .collect();
+        if !rows.is_empty() {
+            use profile::Column as C;
+            profile::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([C::WorkspaceId, C::Id])
+                        .update_columns([
+                            C::Email,
+                            C::Phone,
+                            C::FirstName,
+                            C::LastName,
+                            C::Gender,
+                            C::DateOfBirth,
+                            C::Country,
+                            C::HomeCity,
+                            C::Language,
+                            C::TimeZone,
+                            C::CustomAttributes,
+                            C::UpdatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+        }
+        if !self.new_aliases.is_empty() {
+            profile_alias::Entity::insert_many(self.new_aliases)
+                .exec_without_returning(db)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The standard attributes, by their `/users/track` names.
+#[derive(Clone, Copy, Debug)]
+enum Standard {
+    FirstName,
+    LastName,
+    Email,
+    Phone,
+    Dob,
+    Gender,
+    Country,
+    HomeCity,
+    Language,
+    TimeZone,
+}
+
+impl Standard {
+    fn parse(key: &str) -> Option<Self> {
+        Some(match key {
+            "first_name" => Standard::FirstName,
+            "last_name" => Standard::LastName,
+            "email" => Standard::Email,
+            "phone" => Standard::Phone,
+            "dob" => Standard::Dob,
+            "gender" => Standard::Gender,
+            "country" => Standard::Country,
+            "home_city" => Standard::HomeCity,
+            "language" => Standard::Language,
+            "time_zone" => Standard::TimeZone,
+            _ => return None,
+        })
+    }
+
+    fn field(self, model: &mut profile::Model) -> &mut Option<String> {
+        match self {
+            Standard::FirstName => &mut model.first_name,
+            Standard::LastName => &mut model.last_name,
+            Standard::Email => &mut model.email,
+            Standard::Phone => &mut model.phone,
+            Standard::Dob => &mut model.date_of_birth,
+            Standard::Gender => &mut model.gender,
+            Standard::Country => &mut model.country,
+            Standard::HomeCity => &mut model.home_city,
+            Standard::Language => &mut model.language,
+            Standard::TimeZone => &mut model.time_zone,
+        }
+    }
+
+    /// Checks and normalizes a value (`None` clears the attribute).
+    fn value(self, key: &str, value: &Json) -> Result<Option<String>, String> {
+        let text = match value {
+            Json::Null => return Ok(None),
+            Json::String(s) => s.trim(),
+            _ => return Err(format!("{key} must be a string or null")),
+        };
+        if text.is_empty() {
+            return Ok(None);
+        }
+        if text.chars().count() > MAX_NAME_LENGTH {
+            return Err(format!(
+                "{key} must be at most {MAX_NAME_LENGTH} characters"
+            ));
+        }
+        match self {
+            Standard::Email => validate::email("email", text)
+                .map(Some)
+                .map_err(|_| "email is not an email address".to_owned()),
+            Standard::Dob => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|date| Some(date.format("%Y-%m-%d").to_string()))
+                .map_err(|_| "dob must be a date as YYYY-MM-DD".to_owned()),
+            Standard::Gender => {
+                let code = match text.to_ascii_lowercase().as_str() {
+                    "m" | "male" => "M",
+                    "f" | "female" => "F",
+                    "o" | "other" => "O",
+                    "n" | "not_applicable" => "N",
+                    "p" | "prefer_not_to_say" => "P",
+                    _ => return Err("gender must be one of M, F, O, N or P".to_owned()),
+                };
+                Ok(Some(code.to_owned()))
+            }
+            _ => Ok(Some(text.to_owned())),
+        }
+    }
+}
+
+/// One change an attributes object asks for.
+#[derive(Debug)]
+enum Op {
+    Standard(Standard, Option<String>),
+    Set(String, Json),
+    Unset(String),
+    Inc(String, Number),
+    Array {
+        key: String,
+        add: Vec<Json>,
+        remove: Vec<Json>,
+    },
+}
+
+/// Keys of an attributes object that are not attributes.
+const CONTROL_KEYS: &[&str] = &[
+    "external_id",
+    "user_alias",
+    "braze_id",
+    "_update_existing_only",
+    "push_token_import",
+];
+
+fn attribute_ops(item: &Map<String, Json>, user: &UserRef) -> Result<Vec<Op>, String> {
+    let mut ops = Vec::with_capacity(item.len());
+    for (key, value) in item {
+        if CONTROL_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        // The identifier is not also an update.
+        if (key == "email" && matches!(user, UserRef::Email(_)))
+            || (key == "phone" && matches!(user, UserRef::Phone(_)))
+        {
+            continue;
+        }
+        if let Some(standard) = Standard::parse(key) {
+            ops.push(Op::Standard(standard, standard.value(key, value)?));
+            continue;
+        }
+        if key.is_empty() || key.chars().count() > MAX_NAME_LENGTH {
+            return Err(format!(
+                "custom attribute names must be 1 to {MAX_NAME_LENGTH} characters"
+            ));
+        }
+        if key.starts_with('$') {
+            return Err(format!("custom attribute {key} must not start with $"));
+        }
+        ops.push(custom_op(key, value)?);
+    }
+    Ok(ops)
+}
+
+fn custom_op(key: &str, value: &Json) -> Result<Op, String> {
+    let key = key.to_owned();
+    Ok(match value {
+        Json::Null => Op::Unset(key),
+        Json::Object(obj) if obj.len() == 1 && obj.contains_key("inc") => match &obj["inc"] {
+            Json::Number(n) => Op::Inc(key, n.clone()),
+            _ => return Err(format!("{key}: inc must be a number")),
+        },
+        Json::Object(obj) if !obj.is_empty() && obj.keys().all(|k| k == "add" || k == "remove") => {
+            let list = |name: &str| -> Result<Vec<Json>, String> {
+                match obj.get(name) {
+                    None => Ok(Vec::new()),
+                    Some(Json::Array(items)) => Ok(items.clone()),
+                    Some(_) => Err(format!("{key}: {name} must be an array")),
+                }
+            };
+            Op::Array {
+                add: list("add")?,
+                remove: list("remove")?,
+                key,
+            }
+        }
+        Json::Array(items) => Op::Set(key, Json::Array(cap_array(dedupe(items.clone())))),
+        other => Op::Set(key, other.clone()),
+    })
+}
+
+fn dedupe(items: Vec<Json>) -> Vec<Json> {
+    let mut out: Vec<Json> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// Keeps the newest [`MAX_ARRAY_LENGTH`] elements (the last ones).
+fn cap_array(mut items: Vec<Json>) -> Vec<Json> {
+    if items.len() > MAX_ARRAY_LENGTH {
+        items.drain(..items.len() - MAX_ARRAY_LENGTH);
+    }
+    items
+}
+
+/// Applies the changes of one item to a copy of the profile, so a failing item changes nothing.
+fn apply(slot: &Slot, ops: Vec<Op>) -> Result<(profile::Model, Map<String, Json>), String> {
+    let mut model = slot.model.clone();
+    let mut custom = slot.custom.clone();
+    for op in ops {
+        match op {
+            Op::Standard(standard, value) => *standard.field(&mut model) = value,
+            Op::Set(key, value) => {
+                custom.insert(key, value);
+            }
+            Op::Unset(key) => {
+                custom.remove(&key);
+            }
+            Op::Inc(key, by) => {
+                let sum = match custom.get(&key) {
+                    None | Some(Json::Null) => by,
+                    Some(Json::Number(current)) => add_numbers(current, &by)
+                        .ok_or_else(|| format!("{key}: the increment overflows"))?,
+                    Some(_) => {
+                        return Err(format!("{key} is not a number and cannot be incremented"));
+                    }
+                };
+                custom.insert(key, Json::Number(sum));
+            }
+            Op::Array { key, add, remove } => {
+                let mut items = match custom.get(&key) {
+                    None | Some(Json::Null) => Vec::new(),
+                    Some(Json::Array(items)) => items.clone(),
+                    Some(_) => return Err(format!("{key} is not an array")),
+                };
+                for value in add {
+                    if !items.contains(&value) {
+                        items.push(value);
+                    }
+                }
+                items.retain(|item| !remove.contains(item));
+                custom.insert(key, Json::Array(cap_array(items)));
+            }
+        }
+    }
+    Ok((model, custom))
+}
+
+fn add_numbers(a: &Number, b: &Number) -> Option<Number> {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x.checked_add(y).map(Number::from);
+    }
+    Number::from_f64(a.as_f64()? + b.as_f64()?)
+}
+
+/// Reads an event or purchase time (ISO 8601; a date alone means midnight UTC); a future time is
+/// clamped to now.
+fn parse_time(value: Option<&Json>, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let text = match value {
+        Some(Json::String(s)) => s.trim(),
+        None | Some(Json::Null) => return Err("time is required".into()),
+        Some(_) => return Err("time must be an ISO 8601 string".into()),
+    };
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
+                .map(|t| t.and_utc())
+        })
+        .or_else(|_| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+        })
+        .map_err(|_| format!("time {text:?} is not an ISO 8601 time"))?;
+    Ok(to_millis(parsed.min(now)))
+}
+
+/// Checks event or purchase properties.
+fn parse_properties(value: Option<&Json>) -> Result<Map<String, Json>, String> {
+    let props = match value {
+        None | Some(Json::Null) => return Ok(Map::new()),
+        Some(Json::Object(props)) => props,
+        Some(_) => return Err("properties must be an object".into()),
+    };
+    for (key, value) in props {
+        if key.is_empty() || key.chars().count() > MAX_NAME_LENGTH {
+            return Err(format!(
+                "property names must be 1 to {MAX_NAME_LENGTH} characters"
+            ));
+        }
+        if key.starts_with('$') {
+            return Err(format!("property name {key} must not start with $"));
+        }
+        if key == "time" || key == "event_name" {
+            return Err(format!("property name {key} is reserved"));
+        }
+        if let Json::String(s) = value
+            && s.chars().count() > MAX_NAME_LENGTH
+        {
+            return Err(format!(
+                "property {key} must be at most {MAX_NAME_LENGTH} characters"
+            ));
+        }
+    }
+    if Json::Object(props.clone()).to_string().len() > MAX_PROPERTIES_BYTES {
+        return Err("properties must be at most 100 KB".into());
+    }
+    Ok(props.clone())
+}
+
+fn name_field(item: &Map<String, Json>, key: &str) -> Result<String, String> {
+    match item.get(key).and_then(Json::as_str).map(str::trim) {
+        Some(name) if !name.is_empty() && name.chars().count() <= MAX_NAME_LENGTH => {
+            Ok(name.to_owned())
+        }
+        _ => Err(format!(
+            "{key} is required: a string of 1 to {MAX_NAME_LENGTH} characters"
+        )),
+    }
+}
+
+struct ParsedEvent {
+    name: String,
+    time: DateTime<Utc>,
+    properties: Map<String, Json>,
+}
+
+fn parse_event(item: &Map<String, Json>, now: DateTime<Utc>) -> Result<ParsedEvent, String> {
+    Ok(ParsedEvent {
+        name: name_field(item, "name")?,
+        time: parse_time(item.get("time"), now)?,
+        properties: parse_properties(item.get("properties"))?,
+    })
+}
+
+struct ParsedPurchase {
+    product_id: String,
+    currency: String,
+    price: f64,
+    quantity: i32,
+    time: DateTime<Utc>,
+    properties: Map<String, Json>,
+}
+
+fn parse_purchase(item: &Map<String, Json>, now: DateTime<Utc>) -> Result<ParsedPurchase, String> {
+    let product_id = name_field(item, "product_id")?;
+    let currency = match item.get("currency").and_then(Json::as_str).map(str::trim) {
+        Some(c) if c.len() == 3 && c.chars().all(|ch| ch.is_ascii_alphabetic()) => {
+            c.to_ascii_uppercase()
+        }
+        _ => return Err("currency must be a three-letter ISO 4217 code".into()),
+    };
+    let price = match item.get("price").and_then(Json::as_f64) {
+        Some(price) if price.is_finite() => price,
+        _ => return Err("price is required and must be a number".into()),
+    };
+    let quantity = match item.get("quantity") {
+        None | Some(Json::Null) => 1,
+        Some(q) => match q.as_i64() {
+            Some(q @ 1..=100) => q as i32,
+            _ => return Err("quantity must be a whole number from 1 to 100".into()),
+        },
+    };
+    Ok(ParsedPurchase {
+        product_id,
+        currency,
+        price,
+        quantity,
+        time: parse_time(item.get("time"), now)?,
+        properties: parse_properties(item.get("properties"))?,
+    })
+}
+
+/// The items of one array of the request, each an object with its identifier read (or the reason
+/// it could not be).
+type Items<'a> = Vec<Result<(&'a Map<String, Json>, UserRef), String>>;
+
+fn items<'a>(body: &'a Map<String, Json>, field: &'static str) -> DomainResult<Items<'a>> {
+    let list = match body.get(field) {
+        None | Some(Json::Null) => return Ok(Vec::new()),
+        Some(Json::Array(list)) => list,
+        Some(_) => return Err(DomainError::invalid(field, "must be an array")),
+    };
+    if list.len() > MAX_ITEMS {
+        return Err(DomainError::invalid(
+            field,
+            format!("Max Input Length Exceeded: at most {MAX_ITEMS} {field} per request"),
+        ));
+    }
+    Ok(list
+        .iter()
+        .map(|item| {
+            let obj = item
+                .as_object()
+                .ok_or_else(|| format!("each of {field} must be an object"))?;
+            Ok((obj, user_ref(obj)?))
+        })
+        .collect())
+}
+
+/// Property keys seen per catalogue entry in this call.
+type CatalogSeen = HashMap<(EventKind, String), BTreeSet<String>>;
+
+/// `/users/track`: records attributes, then events, then purchases. Request-level problems (not an
+/// object, an array of the wrong type, more than 75 items of a kind) are fatal and write nothing;
+/// a bad item is reported in `errors` with its index while the others are kept. Everything is
+/// written in one transaction, events and purchases together with their `event_inbox` rows.
+pub async fn track<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    ws: &WorkspaceId,
+    body: &Json,
+    now: DateTime<Utc>,
+) -> Result<TrackOutcome, DomainError> {
+    let body = body
+        .as_object()
+        .ok_or_else(|| DomainError::invalid("body", "must be a JSON object"))?;
+    let attributes = items(body, "attributes")?;
+    let events = items(body, "events")?;
+    let purchases = items(body, "purchases")?;
+    let mut outcome = TrackOutcome::default();
+    let refs: Vec<&UserRef> = [&attributes, &events, &purchases]
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.as_ref().ok().map(|(_, user)| user))
+        .collect();
+    if refs.is_empty() {
+        // Nothing to write; report the item errors.
+        for (input_array, list) in [
+            ("attributes", &attributes),
+            ("events", &events),
+            ("purchases", &purchases),
+        ] {
+            for (index, item) in list.iter().enumerate() {
+                if let Err(message) = item {
+                    outcome.errors.push(TrackItemError {
+                        input_array,
+                        index,
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
+        return Ok(outcome);
+    }
+
+    let txn = db.begin().await?;
+    lock_for_write(&txn).await?;
+    let mut work = Working::new(ws, now);
+    work.load(&txn, &refs).await?;
+
+    for (index, item) in attributes.iter().enumerate() {
+        let result = track_attributes(&mut work, item);
+        match result {
+            Ok(()) => outcome.attributes_processed += 1,
+            Err(message) => outcome.errors.push(TrackItemError {
+                input_array: "attributes",
+                index,
+                message,
+            }),
+        }
+    }
+
+    let mut event_rows = Vec::new();
+    let mut purchase_rows = Vec::new();
+    let mut inbox_rows = Vec::new();
+    let mut catalog: CatalogSeen = HashMap::new();
+    for (index, item) in events.iter().enumerate() {
+        let result = item.clone().and_then(|(obj, user)| {
+            let event = parse_event(obj, now)?;
+            let profile_id = found(&mut work, &user)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let properties = Json::Object(event.properties.clone()).to_string();
+            catalog
+                .entry((EventKind::Event, event.name.clone()))
+                .or_default()
+                .extend(event.properties.keys().cloned());
+            inbox_rows.push(inbox_row(
+                ws,
+                &id,
+                EventKind::Event,
+                &profile_id,
+                &event.name,
+                event.time,
+                &properties,
+                now,
+            ));
+            event_rows.push(profile_event::ActiveModel {
+                workspace_id: Set(ws.to_string()),
+                id: Set(id),
+                profile_id: Set(profile_id),
+                name: Set(event.name),
+                time: Set(event.time),
+                properties: Set(properties),
+                created_at: Set(now),
+            });
+            Ok(())
+        });
+        match result {
+            Ok(()) => outcome.events_processed += 1,
+            Err(message) => outcome.errors.push(TrackItemError {
+                input_array: "events",
+                index,
+                message,
+            }),
+        }
+    }
+    for (index, item) in purchases.iter().enumerate() {
+        let result = item.clone().and_then(|(obj, user)| {
+            let purchase = parse_purchase(obj, now)?;
+            let profile_id = found(&mut work, &user)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let properties = Json::Object(purchase.properties.clone()).to_string();
+            catalog
+                .entry((EventKind::Purchase, purchase.product_id.clone()))
+                .or_default()
+                .extend(purchase.properties.keys().cloned());
+            inbox_rows.push(inbox_row(
+                ws,
+                &id,
+                EventKind::Purchase,
+                &profile_id,
+                &purchase.product_id,
+                purchase.time,
+                &properties,
+                now,
+            ));
+            purchase_rows.push(profile_purchase::ActiveModel {
+                workspace_id: Set(ws.to_string()),
+                id: Set(id),
+                profile_id: Set(profile_id),
+                product_id: Set(purchase.product_id),
+                currency: Set(purchase.currency),
+                price: Set(purchase.price),
+                quantity: Set(purchase.quantity),
+                time: Set(purchase.time),
+                properties: Set(properties),
+                created_at: Set(now),
+            });
+            Ok(())
+        });
+        match result {
+            Ok(()) => outcome.purchases_processed += 1,
+            Err(message) => outcome.errors.push(TrackItemError {
+                input_array: "purchases",
+                index,
+                message,
+            }),
+        }
+    }
+
+    work.save(&txn).await?;
+    if !event_rows.is_empty() {
+        profile_event::Entity::insert_many(event_rows)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    if !purchase_rows.is_empty() {
+        profile_purchase::Entity::insert_many(purchase_rows)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    if !inbox_rows.is_empty() {
+        event_inbox::Entity::insert_many(inbox_rows)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    save_catalog(&txn, ws, catalog, now).await?;
+    txn.commit().await?;
+    Ok(outcome)
+}
+
+/// The profile an event or purchase belongs to, created when unknown (except by `braze_id`).
+fn found(work: &mut Working, user: &UserRef) -> Result<String, String> {
+    match work.resolve(user, true) {
+        Resolved::Found(index) => Ok(work.slots[index].model.id.clone()),
+        Resolved::NotFound => Err("braze_id not found".into()),
+    }
+}
+
+fn track_attributes(
+    work: &mut Working,
+    item: &Result<(&Map<String, Json>, UserRef), String>,
+) -> Result<(), String> {
+    let (obj, user) = item.as_ref().map_err(Clone::clone)?;
+    let update_only = match obj.get("_update_existing_only") {
+        None | Some(Json::Null) => matches!(user, UserRef::Alias(_)),
+        Some(Json::Bool(b)) => *b,
+        Some(_) => return Err("_update_existing_only must be true or false".into()),
+    };
+    let ops = attribute_ops(obj, user)?;
+    let index = match work.resolve(user, !update_only) {
+        Resolved::Found(index) => index,
+        Resolved::NotFound if matches!(user, UserRef::Braze(_)) => {
+            return Err("braze_id not found".into());
+        }
+        Resolved::NotFound => return Err("user not found".into()),
+    };
+    let (model, custom) = apply(&work.slots[index], ops)?;
+    let slot = &mut work.slots[index];
+    if model != slot.model || custom != slot.custom {
+        let email_changed = model.email != slot.model.email;
+        let phone_changed = model.phone != slot.model.phone;
+        slot.model = model;
+        slot.custom = custom;
+        slot.model.updated_at = work.now;
+        slot.dirty = true;
+        // The profile just updated is now the most recently updated one with that email/phone.
+        if email_changed && let Some(email) = slot.model.email.clone() {
+            work.by_email.insert(email, index);
+        }
+        if phone_changed && let Some(phone) = slot.model.phone.clone() {
+            work.by_phone.insert(phone, index);
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn inbox_row(
+    ws: &WorkspaceId,
+    id: &str,
+    kind: EventKind,
+    profile_id: &str,
+    name: &str,
+    time: DateTime<Utc>,
+    properties: &str,
+    now: DateTime<Utc>,
+) -> event_inbox::ActiveModel {
+    event_inbox::ActiveModel {
+        workspace_id: Set(ws.to_string()),
+        id: Set(id.to_owned()),
+        kind: Set(kind.as_str().to_owned()),
+        profile_id: Set(profile_id.to_owned()),
+        name: Set(name.to_owned()),
+        time: Set(time),
+        properties: Set(properties.to_owned()),
+        created_at: Set(now),
+        claimed_until: Set(None),
+        handled_at: Set(None),
+    }
+}
+
+/// One upsert for all the names this call saw, merging property keys with those already known.
+async fn save_catalog(
+    db: &impl ConnectionTrait,
+    ws: &WorkspaceId,
+    mut seen: CatalogSeen,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let mut any = Condition::any();
+    for (kind, name) in seen.keys() {
+        any = any.add(
+            Condition::all()
+                .add(event_catalog::Column::Kind.eq(kind.as_str()))
+                .add(event_catalog::Column::Name.eq(name.as_str())),
+        );
+    }
+    let existing = event_catalog::Entity::find()
+        .filter(event_catalog::Column::WorkspaceId.eq(ws.as_str()))
+        .filter(any)
+        .all(db)
+        .await?;
+    for row in existing {
+        if let (Some(kind), Ok(keys)) = (
+            EventKind::parse(&row.kind),
+            serde_json::from_str::<Vec<String>>(&row.property_keys),
+        ) && let Some(set) = seen.get_mut(&(kind, row.name))
+        {
+            set.extend(keys);
+        }
+    }
+    let rows: Vec<event_catalog::ActiveModel> = seen
+        .into_iter()
+        .map(|((kind, name), keys)| event_catalog::ActiveModel {
+            workspace_id: Set(ws.to_string()),
+            kind: Set(kind.as_str().to_owned()),
+            name: Set(name),
+            property_keys: Set(Json::from(keys.into_iter().collect::<Vec<_>>()).to_string()),
+            first_seen: Set(now),
+            last_seen: Set(now),
+        })
+        .collect();
+    use event_catalog::Column as C;
+    event_catalog::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([C::WorkspaceId, C::Kind, C::Name])
+                .update_columns([C::PropertyKeys, C::LastSeen])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
