@@ -89,3 +89,15 @@ export async function newPage(context, errors) {
 export async function hydrated(page) {
   await page.waitForFunction(() => window.__heraldHydrated === true, null, { timeout: 30_000 });
 }
+
+/// First run through the dashboard: creates the owner and its workspace; returns the workspace URL.
+export async function createOwner(page, { email = 'owner@example.com', password = 'correct horse battery', workspace = 'Acme' } = {}) {
+  await page.goto('/setup');
+  await hydrated(page);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByLabel('Workspace name').fill(workspace);
+  await page.getByRole('button', { name: 'Create owner account' }).click();
+  await page.waitForURL(/\/w\/[0-9a-f-]{36}$/);
+  return page.url().replace(/\/$/, '');
+}

@@ -2,7 +2,7 @@
 // Braze-compatible API, the profile page shows it, and the composer previews with its attributes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { hydrated, launchBrowser, newPage, startHerald } from './helpers.mjs';
+import { createOwner, hydrated, launchBrowser, newPage, startHerald } from './helpers.mjs';
 
 let herald, browser, page, base, key;
 const errors = [];
@@ -12,14 +12,7 @@ before(async () => {
   browser = await launchBrowser();
   const context = await browser.newContext({ baseURL: herald.base });
   page = await newPage(context, errors);
-  await page.goto('/setup');
-  await hydrated(page);
-  await page.getByLabel('Email').fill('owner@example.com');
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByLabel('Workspace name').fill('Acme');
-  await page.getByRole('button', { name: 'Create owner account' }).click();
-  await page.waitForURL(/\/w\/[0-9a-f-]{36}$/);
-  base = page.url().replace(/\/$/, '');
+  base = await createOwner(page);
   await page.goto(`${base}/settings/api-keys`);
   await hydrated(page);
   const form = page.locator('#create-key-form');
