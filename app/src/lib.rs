@@ -5,6 +5,7 @@ pub mod api;
 pub mod audience;
 pub mod components;
 pub mod pages;
+pub mod segments;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod webhooks;
@@ -20,7 +21,8 @@ use crate::pages::{
     home::{HomePage, NewWorkspacePage},
     invite::InvitePage,
     layout::WorkspaceLayout,
-    sections::{CampaignsPage, CanvasesPage, SegmentsPage},
+    sections::{CampaignsPage, CanvasesPage},
+    segments::{SegmentEditorPage, SegmentsPage},
     settings::{ApiKeysPage, GeneralSettingsPage, MembersPage},
     templates::{TemplateEditorPage, TemplatesPage},
     users::{UserPage, UsersPage},
@@ -66,6 +68,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("campaigns") view=CampaignsPage/>
                     <Route path=path!("canvases") view=CanvasesPage/>
                     <Route path=path!("segments") view=SegmentsPage/>
+                    <Route path=path!("segments/:id") view=SegmentEditorPage/>
                     <Route path=path!("users") view=UsersPage/>
                     <Route path=path!("users/:id") view=UserPage/>
                     <Route path=path!("templates") view=TemplatesPage/>

@@ -62,3 +62,5 @@ id_type!(/// A webhook template in the workspace's library.
     TemplateId, "template");
 id_type!(/// A user profile; Braze calls it `braze_id`.
     ProfileId, "user");
+id_type!(/// A saved segment (audience filter).
+    SegmentId, "segment");

@@ -13,6 +13,7 @@ pub mod profile;
 pub mod rate_limit;
 pub mod role;
 pub mod secret;
+pub mod segment;
 pub mod signing;
 pub mod template;
 pub mod validate;
@@ -22,5 +23,7 @@ pub mod workspace;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
-pub use id::{AccountId, ApiKeyId, InviteId, ProfileId, SendId, TemplateId, WorkspaceId};
+pub use id::{
+    AccountId, ApiKeyId, InviteId, ProfileId, SegmentId, SendId, TemplateId, WorkspaceId,
+};
 pub use role::{Capability, Role};

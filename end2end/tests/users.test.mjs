@@ -75,3 +75,59 @@ test('the composer previews a webhook with a chosen user’s attributes', async 
 test('no page raised a browser error', () => {
   assert.deepEqual(errors, []);
 });
+
+test('a segment built from an attribute and a recent event shows its live size and members', async () => {
+  const now = Date.now();
+  const days = (n) => new Date(now - n * 86_400_000).toISOString();
+  const res = await fetch(`${herald.base}/api/users/track`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      attributes: [
+        { external_id: 'pro-recent', plan: 'pro' },
+        { external_id: 'pro-old', plan: 'pro' },
+        { external_id: 'free-recent', plan: 'free' },
+      ],
+      events: [
+        { external_id: 'pro-recent', name: 'checkout', time: days(2) },
+        { external_id: 'pro-old', name: 'checkout', time: days(20) },
+        { external_id: 'free-recent', name: 'checkout', time: days(1) },
+      ],
+    }),
+  });
+  assert.equal(res.status, 200);
+
+  await page.goto(`${base}/segments`);
+  await page.getByText('No segments yet').waitFor();
+  await page.goto(`${base}/segments/new`);
+  await hydrated(page);
+  await page.getByLabel('Name', { exact: true }).fill('Pro buyers this week');
+  await page.getByRole('button', { name: '+ Custom attribute' }).click();
+  const attribute = page.locator('.seg-condition').first();
+  await attribute.getByLabel('Custom attribute').fill('plan');
+  await attribute.getByLabel('Custom attribute').press('Tab');
+  await page.locator('.seg-condition').first().getByLabel('Value').fill('pro');
+  await page.locator('.seg-condition').first().getByLabel('Value').press('Tab');
+  // user-42 (tracked above) is on the pro plan too.
+  await page.locator('#segment-size', { hasText: /^3$/ }).waitFor();
+
+  await page.getByRole('button', { name: '+ Custom event' }).click();
+  const event = page.locator('.seg-condition').nth(1);
+  await event.getByLabel('Event name').fill('checkout');
+  await event.getByLabel('Event name').press('Tab');
+  await page.locator('.seg-condition').nth(1).getByLabel('Days').fill('7');
+  await page.locator('.seg-condition').nth(1).getByLabel('Days').press('Tab');
+  await page.locator('#segment-size', { hasText: /^2$/ }).waitFor();
+  await page.locator('#segment-estimate').getByText('pro-recent').waitFor();
+  assert.equal(await page.locator('#segment-estimate').getByText('pro-old').count(), 0);
+
+  await page.getByRole('button', { name: 'Save segment' }).click();
+  await page.waitForURL(/\/segments\/[0-9a-f-]{36}$/);
+  await page.goto(`${base}/segments`);
+  const row = page.locator('#segments-table tr', { hasText: 'Pro buyers this week' });
+  assert.equal(await row.locator('td.size').innerText(), '2');
+});
+
+test('no page raised a browser error after the segment builder', () => {
+  assert.deepEqual(errors, []);
+});

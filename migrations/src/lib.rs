@@ -7,6 +7,7 @@ mod m20261128_000002_delivery;
 mod m20261128_000003_signing;
 mod m20261128_000004_webhook_template;
 mod m20261128_000005_audience;
+mod m20261128_000006_segment;
 pub mod testing;
 
 /// Every schema change in the order it was made.
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_signing::Migration),
             Box::new(m20261128_000004_webhook_template::Migration),
             Box::new(m20261128_000005_audience::Migration),
+            Box::new(m20261128_000006_segment::Migration),
         ]
     }
 }

@@ -14,7 +14,9 @@ pub async fn fresh_sqlite() -> DatabaseConnection {
     options
         .max_connections(1)
         .min_connections(1)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // Segments' matches_regex needs SQLite's REGEXP function.
+        .map_sqlx_sqlite_opts(|o| o.with_regexp());
     let db = Database::connect(options)
         .await
         .expect("open in-memory SQLite");

@@ -96,7 +96,9 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, BoxError> {
     let mut options = ConnectOptions::new(url);
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10));
+        .connect_timeout(Duration::from_secs(10))
+        // Segments' matches_regex needs SQLite's REGEXP function (ignored on PostgreSQL).
+        .map_sqlx_sqlite_opts(|o| o.with_regexp());
     let db = Database::connect(options)
         .await
         .map_err(|e| format!("cannot open the database at {url}: {e}"))?;

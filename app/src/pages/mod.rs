@@ -7,6 +7,7 @@ pub mod home;
 pub mod invite;
 pub mod layout;
 pub mod sections;
+pub mod segments;
 pub mod settings;
 pub mod templates;
 pub mod users;

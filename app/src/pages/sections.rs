@@ -1,4 +1,4 @@
-//! Sections whose objects arrive with later work (campaigns, Canvases, segments). Until
+//! Sections whose objects arrive with later work (campaigns and Canvases). Until
 //! then each says plainly what it will hold; none pretends to have data.
 
 use leptos::prelude::*;
@@ -28,10 +28,4 @@ pub fn CampaignsPage() -> impl IntoView {
 pub fn CanvasesPage() -> impl IntoView {
     view! { <Section title="Canvases" empty="No Canvases yet"
     body="Multi-step journeys with delays, splits and Message steps will be listed here."/> }
-}
-
-#[component]
-pub fn SegmentsPage() -> impl IntoView {
-    view! { <Section title="Segments" empty="No segments yet"
-    body="Audiences built from attributes and custom events, with their live size, will be listed here."/> }
 }

@@ -12,6 +12,7 @@ pub mod profile_alias;
 pub mod profile_event;
 pub mod profile_purchase;
 pub mod rate_window;
+pub mod segment;
 pub mod sign_in_failure;
 pub mod webhook_attempt;
 pub mod webhook_send;

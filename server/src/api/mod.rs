@@ -5,6 +5,7 @@
 mod error;
 mod gate;
 mod management;
+mod segments;
 mod users;
 
 use axum::Router;
@@ -29,6 +30,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/users/alias/new", post(users::new_alias))
         .route("/users/export/ids", post(users::export_ids))
         .route("/events/list", get(users::events_list))
+        .route("/segments/list", get(segments::list))
+        .route("/segments/details", get(segments::details))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn_with_state(state, gate::gate))
 }
