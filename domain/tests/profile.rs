@@ -1000,6 +1000,287 @@ async fn identify_gives_the_external_id_to_the_alias_only_user_when_nobody_has_i
     }
 }
 
+/// Seeds an anonymous (alias-only) user holding `email` and `phone`, updated at `at`.
+async fn anonymous(
+    db: &DatabaseConnection,
+    ws: &WorkspaceId,
+    alias: &str,
+    contact: Value,
+    at: DateTime<Utc>,
+) {
+    let mut attributes = json!({
+        "user_alias": {"alias_name": alias, "alias_label": "device"},
+        "_update_existing_only": false,
+        "plan": "free", "color": alias,
+    });
+    attributes
+        .as_object_mut()
+        .unwrap()
+        .extend(contact.as_object().unwrap().clone());
+    let outcome = profile::track(db, ws, &json!({"attributes": [attributes]}), at)
+        .await
+        .unwrap();
+    assert!(outcome.errors.is_empty(), "{outcome:?}");
+}
+
+async fn identify(db: &DatabaseConnection, ws: &WorkspaceId, body: Value) -> usize {
+    profile::identify(db, ws, &body, now()).await.unwrap()
+}
+
+#[tokio::test]
+async fn identify_by_email_merges_the_email_only_user_into_the_identified_one() {
+    for db in test_databases().await {
+        let ws = ws();
+        track(
+            &db,
+            &ws,
+            json!({
+                "attributes": [
+                    {"email": "anon@example.com", "plan": "free", "color": "red", "first_name": "Anon", "country": "FR"},
+                    {"external_id": "u1", "plan": "pro", "first_name": "Ada"},
+                ],
+                "events": [{"email": "anon@example.com", "name": "browsed", "time": "2026-11-28T08:00:00Z"}],
+                "purchases": [{"email": "anon@example.com", "product_id": "p", "currency": "EUR", "price": 1, "time": "2026-11-28T08:00:00Z"}],
+            }),
+        )
+        .await;
+        let processed = identify(
+            &db,
+            &ws,
+            json!({"emails_to_identify": [{"external_id": "u1", "email": "Anon@Example.com"}]}),
+        )
+        .await;
+        assert_eq!(processed, 1);
+        assert_eq!(count::<profile_entity::Entity>(&db).await, 1);
+        let v = view(&db, &ws, "u1").await;
+        assert_eq!(
+            Value::Object(v.custom_attributes.clone()),
+            json!({"plan": "pro", "color": "red"}),
+            "the identified user wins conflicts"
+        );
+        assert_eq!(v.profile.first_name.as_deref(), Some("Ada"));
+        assert_eq!(v.profile.country.as_deref(), Some("FR"));
+        assert_eq!(v.profile.email.as_deref(), Some("anon@example.com"));
+        assert_eq!(v.events.len(), 1);
+        assert_eq!(v.purchases.len(), 1);
+        // Retrying finds nothing left to merge and reports the item as done.
+        assert_eq!(
+            identify(
+                &db,
+                &ws,
+                json!({"emails_to_identify": [{"external_id": "u1", "email": "anon@example.com"}]}),
+            )
+            .await,
+            1
+        );
+        assert_eq!(count::<profile_entity::Entity>(&db).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn identify_by_phone_merges_the_phone_only_user_with_its_aliases() {
+    for db in test_databases().await {
+        let ws = ws();
+        anonymous(&db, &ws, "dev-1", json!({"phone": "+33600000001"}), now()).await;
+        track(
+            &db,
+            &ws,
+            json!({
+                "attributes": [{"external_id": "u1", "plan": "pro"}],
+                "events": [{"phone": "+33600000001", "name": "opened", "time": "2026-11-28T08:00:00Z"}],
+            }),
+        )
+        .await;
+        let processed = identify(
+            &db,
+            &ws,
+            json!({"phone_numbers_to_identify": [{"external_id": "u1", "phone": " +33600000001 "}]}),
+        )
+        .await;
+        assert_eq!(processed, 1);
+        assert_eq!(count::<profile_entity::Entity>(&db).await, 1);
+        let v = view(&db, &ws, "u1").await;
+        assert_eq!(
+            Value::Object(v.custom_attributes.clone()),
+            json!({"plan": "pro", "color": "dev-1"})
+        );
+        assert_eq!(v.profile.phone.as_deref(), Some("+33600000001"));
+        assert_eq!(v.events.len(), 1);
+        assert_eq!(v.aliases.len(), 1, "the alias moves to the identified user");
+        assert_eq!(v.aliases[0].alias_name, "dev-1");
+    }
+}
+
+#[tokio::test]
+async fn identify_by_email_or_phone_gives_the_external_id_when_nobody_has_it() {
+    for db in test_databases().await {
+        let ws = ws();
+        anonymous(&db, &ws, "a", json!({"email": "a@example.com"}), now()).await;
+        anonymous(&db, &ws, "b", json!({"phone": "+15550001"}), now()).await;
+        let processed = identify(
+            &db,
+            &ws,
+            json!({
+                "emails_to_identify": [
+                    {"external_id": "ua", "email": "a@example.com"},
+                    {"external_id": "nobody", "email": "missing@example.com"},
+                ],
+                "phone_numbers_to_identify": [{"external_id": "ub", "phone": "+15550001"}],
+            }),
+        )
+        .await;
+        assert_eq!(
+            processed, 2,
+            "an email no anonymous user holds is not processed"
+        );
+        assert_eq!(count::<profile_entity::Entity>(&db).await, 2);
+        assert_eq!(
+            user(&db, &ws, "ua").await.email.as_deref(),
+            Some("a@example.com")
+        );
+        assert_eq!(
+            user(&db, &ws, "ub").await.phone.as_deref(),
+            Some("+15550001")
+        );
+        assert!(
+            profile::find_by_external_id(&db, &ws, "nobody")
+                .await
+                .unwrap()
+                .is_none(),
+            "nobody is created"
+        );
+    }
+}
+
+#[tokio::test]
+async fn several_email_only_users_need_a_prioritization_that_singles_one_out() {
+    for db in test_databases().await {
+        let ws = ws();
+        anonymous(
+            &db,
+            &ws,
+            "old",
+            json!({"email": "shared@example.com"}),
+            now(),
+        )
+        .await;
+        anonymous(
+            &db,
+            &ws,
+            "new",
+            json!({"email": "shared@example.com"}),
+            now() + Duration::minutes(1),
+        )
+        .await;
+        track(
+            &db,
+            &ws,
+            json!({"attributes": [{"external_id": "u1", "email": "shared@example.com"}]}),
+        )
+        .await;
+        assert_eq!(count::<profile_entity::Entity>(&db).await, 3);
+        let item = |prioritization: Value| {
+            json!({"emails_to_identify": [
+                {"external_id": "u1", "email": "shared@example.com", "prioritization": prioritization},
+            ]})
+        };
+        for ambiguous in [json!(null), json!(["unidentified"]), json!(["identified"])] {
+            assert_eq!(
+                identify(&db, &ws, item(ambiguous.clone())).await,
+                0,
+                "{ambiguous} is ambiguous: skipped"
+            );
+        }
+        assert_eq!(count::<profile_entity::Entity>(&db).await, 3);
+        assert_eq!(
+            identify(
+                &db,
+                &ws,
+                item(json!(["unidentified", "most_recently_updated"]))
+            )
+            .await,
+            1
+        );
+        assert_eq!(count::<profile_entity::Entity>(&db).await, 2);
+        assert_eq!(custom(&db, &ws, "u1").await["color"], json!("new"));
+        // The other one is now the only email-only user left: merged without prioritization.
+        assert_eq!(identify(&db, &ws, item(json!(null))).await, 1);
+        assert_eq!(count::<profile_entity::Entity>(&db).await, 1);
+        assert_eq!(view(&db, &ws, "u1").await.aliases.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn identify_counts_aliases_emails_and_phones_together_up_to_50_per_request() {
+    for db in test_databases().await {
+        let ws = ws();
+        anonymous(&db, &ws, "a", json!({"email": "a@example.com"}), now()).await;
+        anonymous(&db, &ws, "p", json!({"phone": "+1"}), now()).await;
+        let processed = identify(
+            &db,
+            &ws,
+            json!({
+                "aliases_to_identify": [{"external_id": "u1", "user_alias": {"alias_name": "x", "alias_label": "l"}}],
+                "emails_to_identify": [{"external_id": "u1", "email": "a@example.com"}],
+                "phone_numbers_to_identify": [{"external_id": "u1", "phone": "+1"}],
+            }),
+        )
+        .await;
+        assert_eq!(processed, 3);
+        assert_eq!(count::<profile_entity::Entity>(&db).await, 1);
+        assert_eq!(view(&db, &ws, "u1").await.aliases.len(), 3);
+
+        let aliases: Vec<Value> = (0..30)
+            .map(|i| json!({"external_id": "u", "user_alias": {"alias_name": format!("n{i}"), "alias_label": "l"}}))
+            .collect();
+        let emails: Vec<Value> = (0..21)
+            .map(|i| json!({"external_id": "u", "email": format!("e{i}@example.com")}))
+            .collect();
+        let err = profile::identify(
+            &db,
+            &ws,
+            &json!({"aliases_to_identify": aliases, "emails_to_identify": emails}),
+            now(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.field(), Some("emails_to_identify"));
+        assert!(err.to_string().contains("at most 50"), "{err}");
+        assert_eq!(
+            count::<profile_entity::Entity>(&db).await,
+            1,
+            "nothing written"
+        );
+
+        for (body, field) in [
+            (json!({}), "aliases_to_identify"),
+            (
+                json!({"emails_to_identify": [{"email": "a@example.com"}]}),
+                "emails_to_identify",
+            ),
+            (
+                json!({"emails_to_identify": [{"external_id": "u", "email": "not-an-email"}]}),
+                "emails_to_identify",
+            ),
+            (
+                json!({"phone_numbers_to_identify": [{"external_id": "u"}]}),
+                "phone_numbers_to_identify",
+            ),
+            (
+                json!({"phone_numbers_to_identify": [{"external_id": "u", "phone": "+1", "prioritization": ["newest"]}]}),
+                "phone_numbers_to_identify",
+            ),
+            (
+                json!({"emails_to_identify": "a@example.com"}),
+                "emails_to_identify",
+            ),
+        ] {
+            let err = profile::identify(&db, &ws, &body, now()).await.unwrap_err();
+            assert_eq!(err.field(), Some(field), "{body}: {err}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn new_aliases_name_identified_users_or_create_alias_only_users() {
     for db in test_databases().await {

@@ -1032,3 +1032,54 @@ async fn saving_a_segment_checks_its_name_and_filter() {
         assert_eq!(segment::list(&db, &ws, true).await.unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_braze_connected_audience_counts_the_profiles_it_names() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        seed(&db, &ws).await;
+        let ca = |name: &str, comparison: &str, value: Value| {
+            json!({"custom_attribute": {
+                "custom_attribute_name": name, "comparison": comparison, "value": value,
+            }})
+        };
+        let count = |audience: Value| {
+            let db = &db;
+            let ws = &ws;
+            async move {
+                let filter = segment::from_connected_audience(&audience).unwrap();
+                let n = segment::count(db, ws, &filter, now()).await.unwrap();
+                (n, members(db, ws, &filter).await)
+            }
+        };
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+
+        // (plan is "pro" or age > 30) and signed up less than 7 days ago: ada only (cy signed
+        // up in the future, bob too long ago).
+        let (n, who) = count(json!({"AND": [
+            {"OR": [ca("plan", "equals", json!("pro")), ca("age", "greater_than", json!(30))]},
+            ca("signed_up", "less_than_x_days_ago", json!(7)),
+        ]}))
+        .await;
+        assert_eq!((n, who), (1, names(&["ada"])));
+
+        let (n, who) = count(ca("signed_up", "greater_than_x_days_ago", json!(30))).await;
+        assert_eq!((n, who), (1, names(&["bob"])));
+        let (n, who) = count(ca("vip", "does_not_equal", json!(true))).await;
+        assert_eq!((n, who), (4, names(&["bob", "cy", "dee", "eve"])));
+        let (n, who) = count(ca("tags", "includes_value", json!("beta"))).await;
+        assert_eq!((n, who), (2, names(&["ada", "bob"])));
+        let (n, who) = count(ca("plan", "exists", json!(false))).await;
+        assert_eq!((n, who), (1, names(&["dee"])));
+
+        let err = segment::from_connected_audience(&json!({"AND": [
+            ca("plan", "equals", json!("pro")),
+            {"email_subscription_status": {"comparison": "is", "value": "opted_in"}},
+        ]}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "audience: AND[1]: email_subscription_status is not supported by Herald"
+        );
+    }
+}

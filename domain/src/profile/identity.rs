@@ -15,7 +15,7 @@ use super::{
     MAX_USERS_PER_REQUEST, UserAlias, alias_rows, custom_attributes, lock_for_write, string_list,
 };
 use crate::entity::{event_inbox, profile, profile_alias, profile_event, profile_purchase};
-use crate::{DomainError, DomainResult, ProfileId, WorkspaceId};
+use crate::{DomainError, DomainResult, ProfileId, WorkspaceId, validate};
 
 const DELETE_KINDS: &[&str] = &[
     "external_ids",
@@ -122,29 +122,7 @@ pub async fn delete_users<C: ConnectionTrait + TransactionTrait>(
                         let email = o.get("email").and_then(Json::as_str).ok_or_else(|| {
                             DomainError::invalid("email_addresses", "each needs an email")
                         })?;
-                        let prioritization = match o.get("prioritization") {
-                            None | Some(Json::Null) => Vec::new(),
-                            Some(Json::Array(p)) => p
-                                .iter()
-                                .map(|v| match v.as_str() {
-                                    Some(
-                                        s @ ("identified"
-                                        | "unidentified"
-                                        | "most_recently_updated"),
-                                    ) => Ok(s.to_owned()),
-                                    _ => Err(DomainError::invalid(
-                                        "email_addresses",
-                                        "prioritization takes identified, unidentified and most_recently_updated",
-                                    )),
-                                })
-                                .collect::<DomainResult<Vec<_>>>()?,
-                            Some(_) => {
-                                return Err(DomainError::invalid(
-                                    "email_addresses",
-                                    "prioritization must be an array",
-                                ));
-                            }
-                        };
+                        let prioritization = prioritization_of(o, "email_addresses")?;
                         (email, prioritization)
                     }
                     _ => {
@@ -178,6 +156,30 @@ pub async fn delete_users<C: ConnectionTrait + TransactionTrait>(
     let deleted = delete_profiles(&txn, ws, ids).await?;
     txn.commit().await?;
     Ok(deleted)
+}
+
+/// An item's `prioritization`: an ordered list of `identified`, `unidentified` and
+/// `most_recently_updated` (none when absent).
+fn prioritization_of(item: &Map<String, Json>, field: &'static str) -> DomainResult<Vec<String>> {
+    match item.get("prioritization") {
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Array(p)) => p
+            .iter()
+            .map(|v| match v.as_str() {
+                Some(s @ ("identified" | "unidentified" | "most_recently_updated")) => {
+                    Ok(s.to_owned())
+                }
+                _ => Err(DomainError::invalid(
+                    field,
+                    "prioritization takes identified, unidentified and most_recently_updated",
+                )),
+            })
+            .collect(),
+        Some(_) => Err(DomainError::invalid(
+            field,
+            "prioritization must be an array",
+        )),
+    }
 }
 
 /// Profiles whose `column` is one of `values`, grouped by that value.
@@ -315,87 +317,235 @@ fn external_id_of(item: &Map<String, Json>, field: &'static str) -> DomainResult
     }
 }
 
-/// `/users/identify` with `aliases_to_identify[{external_id, user_alias}]`: merges each alias-only
-/// user into the user with that external id (custom attributes merged with the identified user's
-/// values winning, standard attributes it lacks filled in, events, purchases and aliases moved)
-/// and deletes it; when no user has the external id, the alias-only user takes it. An alias that
-/// names nobody is added to the identified user (created if need be). An alias that already
-/// belongs to a different identified user is left alone and not counted. Returns
-/// `aliases_processed`.
+/// An email-only or phone-only user to identify: which column, which value, and how to choose
+/// among several such users.
+struct ContactItem {
+    external_id: String,
+    column: profile::Column,
+    value: String,
+    prioritization: Vec<String>,
+}
+
+/// The identify arrays, in the order they are processed, with what names each item.
+const IDENTIFY_KINDS: &[&str] = &[
+    "aliases_to_identify",
+    "emails_to_identify",
+    "phone_numbers_to_identify",
+];
+
+/// `/users/identify`: merges alias-only, email-only and phone-only users into identified ones.
+///
+/// - `aliases_to_identify[{external_id, user_alias}]`: merges each alias-only user into the user
+///   with that external id (custom attributes merged with the identified user's values winning,
+///   standard attributes it lacks filled in, events, purchases and aliases moved) and deletes it;
+///   when no user has the external id, the alias-only user takes it. An alias that names nobody
+///   is added to the identified user (created if need be). An alias that already belongs to a
+///   different identified user is left alone.
+/// - `emails_to_identify[{external_id, email, prioritization?}]` and
+///   `phone_numbers_to_identify[{external_id, phone, prioritization?}]`: the email-only (or
+///   phone-only) user, a user without an external id holding that email (or phone), is merged
+///   the same way, or takes the external id when nobody has it. When several such users hold the
+///   value, `prioritization` (`identified`, `unidentified`, `most_recently_updated`, applied in
+///   order, as for [`delete_users`]) must single one out, or the item is skipped (as every
+///   candidate is unidentified, `identified` singles out none: use `unidentified` or
+///   `most_recently_updated`). An email or phone that no anonymous user holds creates nobody and
+///   changes nothing.
+///
+/// At most [`MAX_USERS_PER_REQUEST`] items in all three arrays together, processed aliases, then
+/// emails, then phones, in one transaction.
+///
+/// Returns how many items were processed (reported as Braze's `aliases_processed`, which thus
+/// counts emails and phone numbers too): an item counts when its user was merged into the
+/// identified one or given the external id, or already was that identified user (so a retried
+/// request reports the same number). Skipped items (an alias of another identified user, an
+/// ambiguous or unmatched email or phone) do not count.
 pub async fn identify<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     ws: &WorkspaceId,
     body: &Json,
     now: DateTime<Utc>,
 ) -> Result<usize, DomainError> {
-    const FIELD: &str = "aliases_to_identify";
+    const ALIASES: &str = "aliases_to_identify";
+    const EMAILS: &str = "emails_to_identify";
+    const PHONES: &str = "phone_numbers_to_identify";
     let obj = body_object(body)?;
-    let items = array(obj, FIELD)?;
-    if items.is_empty() {
+    let mut total = 0;
+    for field in IDENTIFY_KINDS {
+        total += array(obj, field)?.len();
+        if total > MAX_USERS_PER_REQUEST {
+            return Err(DomainError::invalid(
+                field,
+                format!(
+                    "at most {MAX_USERS_PER_REQUEST} aliases, emails and phone numbers per \
+                     request, across {}",
+                    IDENTIFY_KINDS.join(", ")
+                ),
+            ));
+        }
+    }
+    if total == 0 {
         return Err(DomainError::invalid(
-            FIELD,
-            "name at least one alias to identify",
+            ALIASES,
+            "name at least one alias, email or phone number to identify",
         ));
     }
-    let mut parsed = Vec::with_capacity(items.len());
-    for item in items {
+    let mut aliases = Vec::new();
+    for item in array(obj, ALIASES)? {
         let item = item
             .as_object()
-            .ok_or_else(|| DomainError::invalid(FIELD, "each must be an object"))?;
-        let external_id = external_id_of(item, FIELD)?
-            .ok_or_else(|| DomainError::invalid(FIELD, "each needs an external_id"))?;
+            .ok_or_else(|| DomainError::invalid(ALIASES, "each must be an object"))?;
+        let external_id = external_id_of(item, ALIASES)?
+            .ok_or_else(|| DomainError::invalid(ALIASES, "each needs an external_id"))?;
         let alias = UserAlias::from_json(item.get("user_alias").unwrap_or(&Json::Null))
-            .map_err(|m| DomainError::invalid(FIELD, m))?;
-        parsed.push((external_id, alias));
+            .map_err(|m| DomainError::invalid(ALIASES, m))?;
+        aliases.push((external_id, alias));
+    }
+    let mut contacts = Vec::new();
+    for (field, key, column) in [
+        (EMAILS, "email", profile::Column::Email),
+        (PHONES, "phone", profile::Column::Phone),
+    ] {
+        for item in array(obj, field)? {
+            let item = item
+                .as_object()
+                .ok_or_else(|| DomainError::invalid(field, "each must be an object"))?;
+            let external_id = external_id_of(item, field)?
+                .ok_or_else(|| DomainError::invalid(field, "each needs an external_id"))?;
+            let value = match item.get(key).and_then(Json::as_str).map(str::trim) {
+                Some(text) if !text.is_empty() => text.to_owned(),
+                _ => {
+                    return Err(DomainError::invalid(
+                        field,
+                        format!("each needs a non-empty {key}"),
+                    ));
+                }
+            };
+            // Stored emails are lower case (as `/users/track` writes them).
+            let value = if key == "email" {
+                validate::email(field, &value)
+                    .map_err(|_| DomainError::invalid(field, "email is not an email address"))?
+            } else {
+                value
+            };
+            contacts.push(ContactItem {
+                external_id,
+                column,
+                value,
+                prioritization: prioritization_of(item, field)?,
+            });
+        }
     }
     let txn = db.begin().await?;
     lock_for_write(&txn).await?;
     let mut processed = 0;
-    for (external_id, alias) in parsed {
-        let alias_row_found = alias_rows(&txn, ws, std::slice::from_ref(&alias))
-            .await?
-            .into_iter()
-            .next();
-        let identified = super::find_by_external_id(&txn, ws, &external_id).await?;
-        let Some(alias_found) = alias_row_found else {
-            let target = match identified {
-                Some(p) => p.id,
-                None => {
-                    new_profile(ws, Some(external_id), now)
-                        .insert(&txn)
-                        .await?
-                        .id
-                }
-            };
-            alias_row(ws, &alias, &target).insert(&txn).await?;
+    for (external_id, alias) in aliases {
+        if identify_alias(&txn, ws, external_id, alias, now).await? {
             processed += 1;
-            continue;
-        };
-        let aliased = profile::Entity::find_by_id((ws.to_string(), alias_found.profile_id.clone()))
-            .one(&txn)
-            .await?;
-        let Some(aliased) = aliased else {
-            continue;
-        };
-        if let Some(existing) = &aliased.external_id {
-            if *existing == external_id {
-                processed += 1;
-            }
-            continue;
         }
-        match identified {
-            None => {
-                let mut model = aliased.into_active_model();
-                model.external_id = Set(Some(external_id));
-                model.updated_at = Set(now);
-                model.update(&txn).await?;
-            }
-            Some(identified) => merge_into(&txn, ws, aliased, identified, now).await?,
+    }
+    for item in contacts {
+        if identify_contact(&txn, ws, item, now).await? {
+            processed += 1;
         }
-        processed += 1;
     }
     txn.commit().await?;
     Ok(processed)
+}
+
+/// One `aliases_to_identify` item; whether it counts as processed.
+async fn identify_alias(
+    txn: &impl ConnectionTrait,
+    ws: &WorkspaceId,
+    external_id: String,
+    alias: UserAlias,
+    now: DateTime<Utc>,
+) -> DomainResult<bool> {
+    let alias_row_found = alias_rows(txn, ws, std::slice::from_ref(&alias))
+        .await?
+        .into_iter()
+        .next();
+    let identified = super::find_by_external_id(txn, ws, &external_id).await?;
+    let Some(alias_found) = alias_row_found else {
+        let target = match identified {
+            Some(p) => p.id,
+            None => {
+                new_profile(ws, Some(external_id), now)
+                    .insert(txn)
+                    .await?
+                    .id
+            }
+        };
+        alias_row(ws, &alias, &target).insert(txn).await?;
+        return Ok(true);
+    };
+    let aliased = profile::Entity::find_by_id((ws.to_string(), alias_found.profile_id.clone()))
+        .one(txn)
+        .await?;
+    let Some(aliased) = aliased else {
+        return Ok(false);
+    };
+    if let Some(existing) = &aliased.external_id {
+        return Ok(*existing == external_id);
+    }
+    identify_anonymous(txn, ws, aliased, identified, external_id, now).await?;
+    Ok(true)
+}
+
+/// One `emails_to_identify` or `phone_numbers_to_identify` item; whether it counts as processed.
+async fn identify_contact(
+    txn: &impl ConnectionTrait,
+    ws: &WorkspaceId,
+    item: ContactItem,
+    now: DateTime<Utc>,
+) -> DomainResult<bool> {
+    let identified = super::find_by_external_id(txn, ws, &item.external_id).await?;
+    let candidates = profile::Entity::find()
+        .filter(profile::Column::WorkspaceId.eq(ws.as_str()))
+        .filter(item.column.eq(item.value.as_str()))
+        .filter(profile::Column::ExternalId.is_null())
+        .all(txn)
+        .await?;
+    if candidates.is_empty() {
+        // Nothing left to merge: done already if the identified user holds the value.
+        let holds = identified.is_some_and(|p| {
+            let held = match item.column {
+                profile::Column::Email => p.email,
+                _ => p.phone,
+            };
+            held.as_deref() == Some(item.value.as_str())
+        });
+        return Ok(holds);
+    }
+    let Some(chosen) = prioritize(candidates.clone(), &item.prioritization) else {
+        return Ok(false);
+    };
+    let Some(anonymous) = candidates.into_iter().find(|p| p.id == chosen) else {
+        return Ok(false);
+    };
+    identify_anonymous(txn, ws, anonymous, identified, item.external_id, now).await?;
+    Ok(true)
+}
+
+/// Merges an anonymous user into the identified one, or gives it the external id when there is
+/// no identified user yet.
+async fn identify_anonymous(
+    txn: &impl ConnectionTrait,
+    ws: &WorkspaceId,
+    anonymous: profile::Model,
+    identified: Option<profile::Model>,
+    external_id: String,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    match identified {
+        None => {
+            let mut model = anonymous.into_active_model();
+            model.external_id = Set(Some(external_id));
+            model.updated_at = Set(now);
+            model.update(txn).await?;
+            Ok(())
+        }
+        Some(identified) => merge_into(txn, ws, anonymous, identified, now).await,
+    }
 }
 
 /// Moves everything of `from` to `into` and deletes `from`.

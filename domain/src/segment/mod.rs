@@ -3,6 +3,7 @@
 //! database through the filter compiled to SQL.
 
 mod compile;
+mod connected_audience;
 mod filter;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +16,7 @@ use crate::entity::{profile, segment};
 use crate::{DomainError, DomainResult, ProfileId, SegmentId, WorkspaceId, validate};
 
 pub use compile::{compile, random_bucket};
+pub use connected_audience::from_connected_audience;
 pub use filter::{
     Comparison, CountComparison, Filter, MAX_BUCKET, MAX_CONDITIONS, MAX_DEPTH, MAX_TEXT_LENGTH,
     STANDARD_ATTRIBUTES,
