@@ -8,6 +8,7 @@ pub mod entity;
 pub mod error;
 pub mod id;
 pub mod invite;
+pub mod messaging;
 pub mod outbox;
 pub mod profile;
 pub mod rate_limit;

@@ -5,6 +5,7 @@
 mod error;
 mod gate;
 mod management;
+mod messages;
 mod segments;
 mod users;
 
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/users/alias/new", post(users::new_alias))
         .route("/users/export/ids", post(users::export_ids))
         .route("/events/list", get(users::events_list))
+        .route("/messages/send", post(messages::send))
         .route("/segments/list", get(segments::list))
         .route("/segments/details", get(segments::details))
         .fallback(|| async { ApiError::NotFound })

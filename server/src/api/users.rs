@@ -15,7 +15,7 @@ use crate::AppState;
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Parses a JSON body, answering Braze-style 400s that say what is wrong with it.
-fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
+pub(super) fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::BadRequest {
             message: "Bad Request".into(),
