@@ -416,7 +416,10 @@ pub async fn get_activity(
     let ctx = ctx()?;
     let now = ctx.clock.now();
     let nonempty = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
-    let hours: Option<i64> = nonempty(hours).and_then(|h| h.parse().ok());
+    // At most ten years back, so the subtraction cannot overflow.
+    let hours: Option<i64> = nonempty(hours)
+        .and_then(|h| h.parse().ok())
+        .map(|h: i64| h.clamp(0, 87_600));
     let filter = domain::outbox::SendFilter {
         status: nonempty(status),
         source_kind: nonempty(source),
@@ -528,6 +531,7 @@ pub async fn resend(
             .trim()
             .parse()
             .map_err(|_| fail(domain::DomainError::invalid("hours", "choose a period")))?;
+        let hours = hours.clamp(0, 87_600);
         domain::outbox::resend_failed(
             &ctx.db,
             &workspace,

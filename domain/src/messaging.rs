@@ -3,7 +3,7 @@
 //! with the recipient's attributes) before the engine makes any request.
 
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Map, Value};
 
 use crate::outbox::{NewSend, SourceKind};
@@ -101,7 +101,22 @@ pub enum Audience {
 
 /// Sends `message` now to `audience`, tracked under `source_id` (the dispatch id unless a
 /// campaign id is given).
-pub async fn send_now(
+/// All recipients are written in one transaction: a failure (or a client giving up) leaves
+/// nothing queued, so a retried request cannot reach anyone twice.
+pub async fn send_now<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    workspace: &WorkspaceId,
+    message: &WebhookMessage,
+    audience: Audience,
+    now: DateTime<Utc>,
+) -> DomainResult<Dispatch> {
+    let txn = db.begin().await?;
+    let dispatch = queue_sends(&txn, workspace, message, audience, now).await?;
+    txn.commit().await?;
+    Ok(dispatch)
+}
+
+async fn queue_sends(
     db: &impl ConnectionTrait,
     workspace: &WorkspaceId,
     message: &WebhookMessage,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
 use crate::entity::{account, membership, workspace};
@@ -285,6 +285,17 @@ pub(crate) async fn insert_membership(
     Ok(())
 }
 
+/// Serialises membership changes of one workspace (PostgreSQL row lock; SQLite transactions are
+/// serial already), so two admins demoting each other at once cannot both pass the last-admin check.
+async fn lock_workspace(db: &impl ConnectionTrait, workspace: &WorkspaceId) -> DomainResult<()> {
+    workspace::Entity::find_by_id(workspace.as_str())
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or(DomainError::NotFound("workspace"))?;
+    Ok(())
+}
+
 async fn admin_count(db: &impl ConnectionTrait, workspace: &WorkspaceId) -> DomainResult<u64> {
     Ok(membership::Entity::find()
         .filter(membership::Column::WorkspaceId.eq(workspace.as_str()))
@@ -316,6 +327,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
+    lock_workspace(&txn, workspace).await?;
     let row = find_membership(&txn, workspace, account).await?;
     if role_of(&row) == Role::Admin
         && role != Role::Admin
@@ -343,6 +355,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
+    lock_workspace(&txn, workspace).await?;
     let row = find_membership(&txn, workspace, account).await?;
     if role_of(&row) == Role::Admin && admin_count(&txn, workspace).await? <= 1 {
         return Err(DomainError::Forbidden(

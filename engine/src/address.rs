@@ -98,6 +98,21 @@ fn check_v6(ip: Ipv6Addr) -> Result<(), Refusal> {
         || first == 0x2001 && ip.segments()[1] == 0x0db8
     {
         Err(Refusal::NotRoutable(addr))
+    } else if ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || first == 0x2002 {
+        // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4 address a gateway will reach.
+        let octets = ip.octets();
+        let v4 = if first == 0x2002 {
+            Ipv4Addr::new(octets[2], octets[3], octets[4], octets[5])
+        } else {
+            Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15])
+        };
+        check_v4(v4)
+    } else if (first == 0x0064 && ip.segments()[1] == 0xff9b) || first & 0xffc0 == 0xfec0 {
+        // Local-use NAT64 (64:ff9b:1::/48) and deprecated site-local (fec0::/10) addresses.
+        Err(Refusal::Private(addr))
+    } else if first == 0x2001 && ip.segments()[1] == 0 {
+        // Teredo tunnels (2001::/32) can lead anywhere.
+        Err(Refusal::NotRoutable(addr))
     } else if let Some(v4) = ip.to_ipv4() {
         // NAT64 and the deprecated IPv4-compatible forms can reach IPv4 internals too.
         check_v4(v4)

@@ -694,6 +694,14 @@ impl Dispatcher {
         };
         let slot = self.host_slot(host.as_deref().unwrap_or(""));
         let _permit = slot.acquire_owned().await.ok();
+        // Waiting for a busy host may have eaten the lease: with less than half of it left, the
+        // send could be claimed again while in flight, so give it back instead of sending.
+        let now = self.clock.now();
+        if send.lease_until - now < to_delta(self.settings.lease / 2) {
+            outcome.next_attempt_at = now;
+            outcome.lane = if send.attempts == 0 { 0 } else { 1 };
+            return outcome;
+        }
         let timestamp = started_at.timestamp();
         let mut headers = vec![
             ("webhook-id".to_string(), send.id.clone()),
@@ -766,8 +774,14 @@ impl Dispatcher {
                 .filter(|s| !(200..300).contains(s))
                 .map(|s| format!("HTTP {s}"))
         });
-        outcome.host_failure = !matches!(decision, Decision::Delivered)
-            && exchange.error_kind != Some("refused_address");
+        // Only failures that say the host itself is in trouble (5xx, 408, 429, timeouts, no
+        // connection) count towards pausing it: a 4xx answer to one workspace's bad request must
+        // not pause a host that every workspace shares.
+        outcome.host_failure = match exchange.result {
+            AttemptResult::Status(status) => crate::retry::is_retryable_status(status),
+            AttemptResult::Timeout | AttemptResult::Unreachable => true,
+            AttemptResult::Permanent => false,
+        };
         match decision {
             Decision::RetryAfter(delay) => {
                 outcome.lane = 1;

@@ -593,3 +593,45 @@ async fn a_rate_limited_source_sends_at_most_its_allowance_per_minute() {
         }
     }
 }
+
+#[tokio::test]
+async fn client_errors_never_pause_a_host_that_other_workspaces_share() {
+    for db in test_databases().await {
+        let (receiver, addr) = Receiver::start().await;
+        receiver.answer([Reply::Status(404), Reply::Status(404), Reply::Status(404)]);
+        let clock = clock();
+        let ws = workspace();
+        enqueue(&db, &ws, format!("http://{addr}/hook"), 3, clock.now()).await;
+        let d = dispatcher(&db, &clock, settings(true), |s| {
+            s.host_failure_threshold = 3
+        });
+        assert_eq!(d.tick().await.unwrap(), 3);
+        let other = enqueue(
+            &db,
+            &workspace(),
+            format!("http://{addr}/hook"),
+            1,
+            clock.now(),
+        )
+        .await;
+        d.tick().await.unwrap();
+        assert_eq!(receiver.received().len(), 4, "the host was not paused");
+        assert_eq!(
+            send_row(&db, &receiver_ws(&db, &other[0]).await, &other[0])
+                .await
+                .status,
+            "delivered"
+        );
+    }
+}
+
+async fn receiver_ws(db: &DatabaseConnection, id: &SendId) -> WorkspaceId {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let row = webhook_send::Entity::find()
+        .filter(webhook_send::Column::Id.eq(id.as_str()))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    WorkspaceId::from_db(row.workspace_id)
+}

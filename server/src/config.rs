@@ -270,6 +270,8 @@ impl Config {
     /// How the dispatcher paces itself.
     pub fn dispatch(&self) -> engine::DispatchSettings {
         engine::DispatchSettings {
+            // A claim must outlast a slow request with room to spare, or it could be claimed twice.
+            lease: std::time::Duration::from_secs(120.max(4 * self.request_timeout_secs)),
             concurrency: self.delivery_concurrency.max(1),
             per_host_concurrency: self.per_host_concurrency.max(1),
             host_failure_threshold: self.host_pause_failures.max(1),
