@@ -79,6 +79,12 @@ pub struct Config {
     )]
     pub database_url: String,
 
+    /// SQLite only: `full` makes every commit durable even on power loss; `normal` (with WAL) keeps
+    /// every commit across process crashes but may lose the last ones on power loss, and is several
+    /// times faster for write-heavy loads such as `/users/track` (see BENCHMARKS.md).
+    #[arg(long, env = "HERALD_SQLITE_SYNCHRONOUS", default_value = "full", value_parser = ["full", "normal"], global = true)]
+    pub sqlite_synchronous: String,
+
     /// Address the HTTP server listens on.
     #[arg(
         long,

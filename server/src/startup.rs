@@ -93,12 +93,17 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, BoxError> {
             })?;
         }
     }
+    let synchronous = match config.sqlite_synchronous.as_str() {
+        "normal" => sea_orm::sqlx::sqlite::SqliteSynchronous::Normal,
+        _ => sea_orm::sqlx::sqlite::SqliteSynchronous::Full,
+    };
     let mut options = ConnectOptions::new(url);
     options
         .sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
-        // Segments' matches_regex needs SQLite's REGEXP function (ignored on PostgreSQL).
-        .map_sqlx_sqlite_opts(|o| o.with_regexp());
+        // Segments' matches_regex needs SQLite's REGEXP function; the durability level is a
+        // setting. Both are ignored on PostgreSQL.
+        .map_sqlx_sqlite_opts(move |o| o.with_regexp().synchronous(synchronous));
     let db = Database::connect(options)
         .await
         .map_err(|e| format!("cannot open the database at {url}: {e}"))?;

@@ -61,6 +61,7 @@ fn help_documents_every_setting_with_its_environment_variable() {
         "HERALD_API_RATE_LIMIT",
         "HERALD_API_RATE_WINDOW_SECS",
         "HERALD_LOG",
+        "HERALD_SQLITE_SYNCHRONOUS",
         "serve",
         "worker",
         "migrate",
