@@ -21,7 +21,7 @@
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use sea_orm::{DbBackend, Value};
 
-use super::filter::{Comparison, Filter, Operand, Target, operand, target};
+use super::filter::{Comparison, CountComparison, Filter, Operand, Target, operand, target};
 use crate::{DomainError, ProfileId, WorkspaceId};
 
 /// A condition being written, with its bound values in order.
@@ -94,12 +94,45 @@ pub(crate) fn compile_into(
     if root_empty {
         sql.push("TRUE");
     } else {
-        node(sql, filter, now);
+        node(sql, filter, workspace, now);
     }
     Ok(())
 }
 
-fn node(sql: &mut Sql, filter: &Filter, now: DateTime<Utc>) {
+/// Writes an event or purchase count condition as one uncorrelated sub-select, evaluated once
+/// for the whole query (a correlated count per profile let SQLite walk every matching event for
+/// every profile). Profiles with no matching rows never appear in a GROUP BY, so a condition
+/// that zero satisfies (at most N, exactly 0) is written as "not among those that fail it".
+fn counted(
+    sql: &mut Sql,
+    select: &str,
+    measure: &str,
+    comparison: CountComparison,
+    count: u32,
+    conditions: impl FnOnce(&mut Sql),
+) {
+    let zero_matches = match comparison {
+        CountComparison::AtLeast => count == 0,
+        CountComparison::AtMost => true,
+        CountComparison::Exactly => count == 0,
+    };
+    sql.push(if zero_matches {
+        "p.id NOT IN ("
+    } else {
+        "p.id IN ("
+    });
+    sql.push(select);
+    conditions(sql);
+    sql.push(&format!(
+        " GROUP BY 1 HAVING {}({measure} {} ",
+        if zero_matches { "NOT " } else { "" },
+        comparison.operator()
+    ));
+    sql.bind(i64::from(count));
+    sql.push("))");
+}
+
+fn node(sql: &mut Sql, filter: &Filter, workspace: &WorkspaceId, now: DateTime<Utc>) {
     match filter {
         Filter::And { filters } | Filter::Or { filters } => {
             let (joiner, empty) = if matches!(filter, Filter::And { .. }) {
@@ -116,7 +149,7 @@ fn node(sql: &mut Sql, filter: &Filter, now: DateTime<Utc>) {
                 if index > 0 {
                     sql.push(joiner);
                 }
-                node(sql, child, now);
+                node(sql, child, workspace, now);
             }
             sql.push(")");
         }
@@ -142,17 +175,16 @@ fn node(sql: &mut Sql, filter: &Filter, now: DateTime<Utc>) {
             count,
             days,
         } => {
-            sql.push(
-                "(SELECT COUNT(*) FROM profile_event e \
-                 WHERE e.workspace_id = p.workspace_id AND e.profile_id = p.id AND e.name = ",
-            );
-            sql.bind(name.as_str());
-            if let Some(days) = days {
-                sql.push(" AND e.time >= ");
-                sql.bind(now - Duration::days(i64::from(*days)));
-            }
-            sql.push(&format!(") {} ", comparison.operator()));
-            sql.bind(i64::from(*count));
+            let select = "SELECT e.profile_id FROM profile_event e WHERE e.workspace_id = ";
+            counted(sql, select, "COUNT(*)", *comparison, *count, |sql| {
+                sql.bind(workspace.as_str());
+                sql.push(" AND e.name = ");
+                sql.bind(name.as_str());
+                if let Some(days) = days {
+                    sql.push(" AND e.time >= ");
+                    sql.bind(now - Duration::days(i64::from(*days)));
+                }
+            });
         }
         Filter::Purchase {
             product_id,
@@ -160,20 +192,18 @@ fn node(sql: &mut Sql, filter: &Filter, now: DateTime<Utc>) {
             count,
             days,
         } => {
-            sql.push(
-                "(SELECT COALESCE(SUM(q.quantity), 0) FROM profile_purchase q \
-                 WHERE q.workspace_id = p.workspace_id AND q.profile_id = p.id",
-            );
-            if let Some(product_id) = product_id {
-                sql.push(" AND q.product_id = ");
-                sql.bind(product_id.as_str());
-            }
-            if let Some(days) = days {
-                sql.push(" AND q.time >= ");
-                sql.bind(now - Duration::days(i64::from(*days)));
-            }
-            sql.push(&format!(") {} ", comparison.operator()));
-            sql.bind(i64::from(*count));
+            let select = "SELECT q.profile_id FROM profile_purchase q WHERE q.workspace_id = ";
+            counted(sql, select, "SUM(q.quantity)", *comparison, *count, |sql| {
+                sql.bind(workspace.as_str());
+                if let Some(product_id) = product_id {
+                    sql.push(" AND q.product_id = ");
+                    sql.bind(product_id.as_str());
+                }
+                if let Some(days) = days {
+                    sql.push(" AND q.time >= ");
+                    sql.bind(now - Duration::days(i64::from(*days)));
+                }
+            });
         }
         Filter::RandomBucket { min, max } => {
             sql.push("(");
