@@ -144,3 +144,58 @@ async fn user_endpoints_need_their_permission_and_stay_in_the_keys_workspace() {
         assert_eq!(deleted["deleted"], 1);
     }
 }
+
+#[tokio::test]
+async fn concurrent_calls_creating_the_same_new_users_all_succeed() {
+    for db in test_databases().await {
+        let app = spawn_app(db).await;
+        let (_, ws) = app.account_with_workspace("ada@example.com", "A").await;
+        let key = app
+            .api_key(&ws, &["users.track", "users.export.ids"], "")
+            .await;
+        let body = json!({"events": (0..20).map(|i| json!({
+            "external_id": format!("new-{i}"), "name": "signup", "time": "2026-11-28T09:00:00Z"
+        })).collect::<Vec<_>>()})
+        .to_string();
+        let calls = (0..6).map(|_| post(&app, "/users/track", &key, &body));
+        for (status, answer) in futures_join(calls).await {
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(answer["events_processed"], 20);
+        }
+        let (_, exported) = post(
+            &app,
+            "/users/export/ids",
+            &key,
+            r#"{"external_ids":["new-0","new-19"]}"#,
+        )
+        .await;
+        assert_eq!(exported["users"].as_array().unwrap().len(), 2);
+    }
+}
+
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut outputs = Vec::new();
+    let handles: Vec<_> = futures.collect();
+    // Poll them together so the requests really overlap.
+    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, future) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(output) => done[i] = Some(output),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.extend(done.into_iter().map(|o| o.expect("every call finished")));
+    outputs
+}

@@ -766,6 +766,32 @@ pub async fn track<C: ConnectionTrait + TransactionTrait>(
     body: &Json,
     now: DateTime<Utc>,
 ) -> Result<TrackOutcome, DomainError> {
+    // Two concurrent calls may both create the same new user; the loser's transaction hits the
+    // unique index and rolls back whole. Running it again then finds the user and succeeds.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match track_once(db, ws, body, now).await {
+            Err(DomainError::Db(error))
+                if attempt < 4
+                    && matches!(
+                        error.sql_err(),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ) =>
+            {
+                continue;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn track_once<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    ws: &WorkspaceId,
+    body: &Json,
+    now: DateTime<Utc>,
+) -> Result<TrackOutcome, DomainError> {
     let body = body
         .as_object()
         .ok_or_else(|| DomainError::invalid("body", "must be a JSON object"))?;
