@@ -280,7 +280,10 @@ impl Dispatcher {
 
     /// Runs until `shutdown` resolves: claims while there is room, sends concurrently, and records
     /// results in batches. In-flight sends finish and are recorded before it returns.
-    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(self.settings.concurrency.max(1) * 4);
         let recorder = {
             let this = self.clone();
@@ -298,8 +301,21 @@ impl Dispatcher {
             })
         };
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
-        tokio::pin!(shutdown);
+        // Shutdown is noticed on every turn of the loop, not only when the outbox is empty: under a
+        // steady backlog the loop never idles.
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (stopping, wake) = (stopping.clone(), self.wake.clone());
+            tokio::spawn(async move {
+                shutdown.await;
+                stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                wake.notify_one();
+            });
+        }
         loop {
+            if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
             let room = permits.available_permits().min(self.settings.batch_size);
             let claimed = if room == 0 {
                 Vec::new()
@@ -314,7 +330,6 @@ impl Dispatcher {
             };
             if claimed.is_empty() {
                 tokio::select! {
-                    () = &mut shutdown => break,
                     () = self.wake.notified() => {}
                     () = tokio::time::sleep(self.settings.poll_interval) => {}
                     _ = permits.clone().acquire_owned(), if room == 0 => {}

@@ -635,3 +635,47 @@ async fn receiver_ws(db: &DatabaseConnection, id: &SendId) -> WorkspaceId {
         .unwrap();
     WorkspaceId::from_db(row.workspace_id)
 }
+
+#[tokio::test]
+async fn shutdown_stops_claiming_under_a_backlog_and_records_what_was_in_flight() {
+    for db in test_databases().await {
+        let (receiver, addr) = Receiver::start().await;
+        receiver.answer((0..200).map(|_| Reply::Slow(Duration::from_millis(20))));
+        let clock = clock();
+        let ws = workspace();
+        let ids = enqueue(&db, &ws, format!("http://{addr}/hook"), 200, clock.now()).await;
+        let d = dispatcher(&db, &clock, settings(true), |s| {
+            s.concurrency = 4;
+            s.batch_size = 4;
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(d.clone().run(async move {
+            let _ = stopped.await;
+        }));
+        while receiver.received().len() < 10 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("run returns promptly")
+            .unwrap();
+        let mut delivered = 0;
+        for id in &ids {
+            let row = send_row(&db, &ws, id).await;
+            if row.status == "delivered" {
+                delivered += 1;
+                assert_eq!(outbox::attempts_of(&db, &ws, id).await.unwrap().len(), 1);
+            }
+        }
+        assert!(
+            delivered >= 10 && delivered < 200,
+            "{delivered} delivered before stopping"
+        );
+        assert_eq!(
+            receiver.received().len(),
+            delivered,
+            "every request that went out was recorded"
+        );
+    }
+}
