@@ -669,7 +669,7 @@ async fn shutdown_stops_claiming_under_a_backlog_and_records_what_was_in_flight(
             }
         }
         assert!(
-            delivered >= 10 && delivered < 200,
+            (10..200).contains(&delivered),
             "{delivered} delivered before stopping"
         );
         assert_eq!(
