@@ -23,6 +23,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 "Bad Request" with one problem, named by its field.
+    pub fn bad_request(problem: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: "Bad Request".into(),
+            errors: vec![problem.into()],
+        }
+    }
+
     pub fn missing_permission(permission: &str) -> Self {
         Self::Forbidden(format!(
             "Access Denied: this API key lacks the “{permission}” permission"

@@ -11,13 +11,6 @@ use super::users::json_body;
 use super::{ApiCaller, ApiError};
 use crate::AppState;
 
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::BadRequest {
-        message: "Bad Request".into(),
-        errors: vec![message.into()],
-    }
-}
-
 /// `POST /messages/send` (`messages.send`): a `messages.webhook` object sent now to
 /// `external_user_ids`, a `segment_id` or an `audience` (with `broadcast: true`).
 pub async fn send(
@@ -39,7 +32,7 @@ pub async fn send(
         .get("user_aliases")
         .is_some_and(|a| a.as_array().is_some_and(|a| !a.is_empty()))
     {
-        return Err(bad(
+        return Err(ApiError::bad_request(
             "user_aliases: sending to aliases is not supported yet; use external_user_ids",
         ));
     }
@@ -51,18 +44,22 @@ pub async fn send(
             .map(|id| {
                 id.as_str()
                     .map(str::to_string)
-                    .ok_or_else(|| bad("external_user_ids: must be strings"))
+                    .ok_or_else(|| ApiError::bad_request("external_user_ids: must be strings"))
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(bad("external_user_ids: must be an array of strings")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "external_user_ids: must be an array of strings",
+            ));
+        }
     };
     let mut filters = Vec::new();
     if let Some(segment_id) = body.get("segment_id").and_then(Value::as_str) {
         let id = domain::SegmentId::parse(segment_id)
-            .map_err(|_| bad("segment_id: no segment has this id"))?;
+            .map_err(|_| ApiError::bad_request("segment_id: no segment has this id"))?;
         let segment = domain::segment::find(&state.db, &workspace, &id)
             .await
-            .map_err(|_| bad("segment_id: no segment has this id"))?;
+            .map_err(|_| ApiError::bad_request("segment_id: no segment has this id"))?;
         filters.push(segment.filter);
     }
     if let Some(audience) = body.get("audience").filter(|a| !a.is_null()) {
@@ -88,12 +85,12 @@ pub async fn send(
             });
         }
         (false, _, true) => {
-            return Err(bad(
+            return Err(ApiError::bad_request(
                 "broadcast: cannot be true when external_user_ids are listed",
             ));
         }
         (true, Some(_), false) => {
-            return Err(bad(
+            return Err(ApiError::bad_request(
                 "broadcast: must be true to send to a whole segment or audience",
             ));
         }

@@ -9,13 +9,6 @@ use serde_json::{Value, json};
 use super::{ApiCaller, ApiError};
 use crate::AppState;
 
-fn bad(message: &str) -> ApiError {
-    ApiError::BadRequest {
-        message: "Bad Request".into(),
-        errors: vec![message.to_string()],
-    }
-}
-
 /// `GET /segments/list` (`segments.list`): 100 per page, by creation time, archived ones left out.
 pub async fn list(
     caller: ApiCaller,
@@ -25,12 +18,14 @@ pub async fn list(
     caller.require("segments.list")?;
     let page: usize = match query.get("page") {
         None => 0,
-        Some(p) => p.parse().map_err(|_| bad("page: must be a whole number"))?,
+        Some(p) => p
+            .parse()
+            .map_err(|_| ApiError::bad_request("page: must be a whole number"))?,
     };
     let descending = match query.get("sort_direction").map(String::as_str) {
         None | Some("asc") => false,
         Some("desc") => true,
-        Some(_) => return Err(bad("sort_direction: must be asc or desc")),
+        Some(_) => return Err(ApiError::bad_request("sort_direction: must be asc or desc")),
     };
     let mut segments = domain::segment::list(&state.db, &caller.key.workspace_id, false).await?;
     segments.sort_by_key(|s| s.created_at);
@@ -55,11 +50,12 @@ pub async fn details(
     caller.require("segments.details")?;
     let id = query
         .get("segment_id")
-        .ok_or_else(|| bad("segment_id: is required"))?;
-    let id = domain::SegmentId::parse(id).map_err(|_| bad("segment_id: no segment has this id"))?;
+        .ok_or_else(|| ApiError::bad_request("segment_id: is required"))?;
+    let id = domain::SegmentId::parse(id)
+        .map_err(|_| ApiError::bad_request("segment_id: no segment has this id"))?;
     let segment = domain::segment::find(&state.db, &caller.key.workspace_id, &id)
         .await
-        .map_err(|_| bad("segment_id: no segment has this id"))?;
+        .map_err(|_| ApiError::bad_request("segment_id: no segment has this id"))?;
     let size = domain::segment::count(
         &state.db,
         &caller.key.workspace_id,

@@ -17,23 +17,17 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Parses a JSON body, answering Braze-style 400s that say what is wrong with it.
 pub(super) fn json_body(bytes: &Bytes) -> Result<Value, ApiError> {
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::BadRequest {
-            message: "Bad Request".into(),
-            errors: vec![format!(
-                "the request body is larger than {} MiB",
-                MAX_BODY_BYTES / 1024 / 1024
-            )],
-        });
+        return Err(ApiError::bad_request(format!(
+            "the request body is larger than {} MiB",
+            MAX_BODY_BYTES / 1024 / 1024
+        )));
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
-        message: "Bad Request".into(),
-        errors: vec![format!("the request body is not valid JSON: {e}")],
-    })?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(ApiError::BadRequest {
-            message: "Bad Request".into(),
-            errors: vec!["the request body must be a JSON object".into()],
-        });
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     Ok(value)
 }
@@ -129,10 +123,9 @@ pub async fn events_list(
     caller.require("events.list")?;
     let page: usize = match query.get("page") {
         None => 0,
-        Some(p) => p.parse().map_err(|_| ApiError::BadRequest {
-            message: "Bad Request".into(),
-            errors: vec!["page: must be a whole number".into()],
-        })?,
+        Some(p) => p
+            .parse()
+            .map_err(|_| ApiError::bad_request("page: must be a whole number"))?,
     };
     let catalog = domain::profile::event_catalog(&state.db, &workspace(&caller)).await?;
     let names: Vec<String> = catalog
