@@ -396,6 +396,8 @@ pub async fn send_test_webhook(
         recipient: None,
         message,
         context,
+        due_at: None,
+        tracking: Default::default(),
     };
     let ids = domain::outbox::enqueue(&ctx.db, vec![send], ctx.clock.now())
         .await

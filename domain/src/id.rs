@@ -64,3 +64,9 @@ id_type!(/// A user profile; Braze calls it `braze_id`.
     ProfileId, "user");
 id_type!(/// A saved segment (audience filter).
     SegmentId, "segment");
+id_type!(/// A campaign (`campaign_id` in Braze's API).
+    CampaignId, "campaign");
+id_type!(/// A campaign's message variant (`message_variation_id` in Braze's API).
+    VariantId, "message variation");
+id_type!(/// A send scheduled over the REST API (`schedule_id`).
+    ScheduleId, "schedule");

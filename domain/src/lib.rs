@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod api_key;
+pub mod campaign;
 pub mod clock;
 pub mod entity;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod workspace;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
 pub use id::{
-    AccountId, ApiKeyId, InviteId, ProfileId, SegmentId, SendId, TemplateId, WorkspaceId,
+    AccountId, ApiKeyId, CampaignId, InviteId, ProfileId, ScheduleId, SegmentId, SendId, TemplateId,
+    VariantId, WorkspaceId,
 };
 pub use role::{Capability, Role};

@@ -138,6 +138,11 @@ async fn queue_sends(
             recipient: profile.external_id.clone(),
             message: message.clone(),
             context,
+            due_at: None,
+            tracking: crate::outbox::Tracking {
+                dispatch_id: Some(dispatch_id.clone()),
+                ..Default::default()
+            },
         }
     };
     let mut recipients = 0;

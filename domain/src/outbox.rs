@@ -54,6 +54,22 @@ pub struct NewSend {
     pub recipient: Option<String>,
     pub message: WebhookMessage,
     pub context: RenderContext,
+    /// When the first attempt is due; `None` means at once. Local-time schedules and delayed
+    /// triggers queue sends ahead of time.
+    pub due_at: Option<DateTime<Utc>>,
+    /// Campaign tracking; all `None` outside campaigns.
+    pub tracking: Tracking,
+}
+
+/// What a send belongs to, for campaign analytics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tracking {
+    /// The campaign variant (`message_variation_id`).
+    pub variant_id: Option<String>,
+    /// The transmission (`dispatch_id`).
+    pub dispatch_id: Option<String>,
+    /// The caller's Braze `send_id`.
+    pub send_tag: Option<String>,
 }
 
 /// Rows per INSERT statement, well under SQLite's and PostgreSQL's bind-parameter limits.
@@ -102,7 +118,7 @@ pub async fn enqueue_limited(
             status: Set(status::PENDING.into()),
             lane: Set(0),
             attempts: Set(0),
-            next_attempt_at: Set(now),
+            next_attempt_at: Set(send.due_at.map_or(now, |due| due.max(now))),
             lease_until: Set(None),
             first_attempt_at: Set(None),
             created_at: Set(now),
@@ -110,6 +126,9 @@ pub async fn enqueue_limited(
             last_status_code: Set(None),
             last_error: Set(None),
             rate_per_minute: Set(rate),
+            variant_id: Set(send.tracking.variant_id),
+            dispatch_id: Set(send.tracking.dispatch_id),
+            send_tag: Set(send.tracking.send_tag),
         });
         ids.push(id);
         if rows.len() == INSERT_CHUNK {

@@ -404,6 +404,8 @@ async fn sends_are_counted_per_hour_and_status_for_the_activity_chart() {
                 body: Body::None,
             },
             context: Default::default(),
+            due_at: None,
+            tracking: Default::default(),
         };
         outbox::enqueue(&db, vec![send.clone(), send.clone()], at)
             .await

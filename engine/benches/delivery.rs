@@ -284,6 +284,8 @@ impl Bench {
                     recipient: Some(format!("user-{i}")),
                     message: template.clone(),
                     context: context(i),
+                    due_at: None,
+                    tracking: Default::default(),
                 })
                 .collect();
             let started = Instant::now();

@@ -19,7 +19,7 @@ use domain::{Clock, ManualClock, SendId, WorkspaceId};
 use engine::{
     AddressPolicy, DeliverySettings, DispatchSettings, Dispatcher, RetryPolicy, WebhookClient,
 };
-use migrations::testing::test_databases;
+use migrations::testing::{durable_test_databases, test_databases};
 use sea_orm::{DatabaseConnection, EntityTrait};
 
 /// What the receiver answers next.
@@ -185,6 +185,8 @@ async fn enqueue(
             recipient: None,
             message: message(url.clone()),
             context: RenderContext::new().with_user_attribute("first_name", "Ada"),
+            due_at: None,
+            tracking: Default::default(),
         })
         .collect();
     outbox::enqueue(db, sends, now).await.unwrap()
@@ -423,7 +425,7 @@ async fn a_failing_host_is_paused_and_its_sends_wait() {
 
 #[tokio::test]
 async fn a_crash_mid_batch_loses_nothing_and_duplicates_keep_their_id() {
-    for db in test_databases().await {
+    for db in durable_test_databases().await {
         let (receiver, addr) = Receiver::start().await;
         receiver.answer((0..40).map(|_| Reply::Slow(Duration::from_millis(30))));
         let clock = clock();
@@ -547,6 +549,8 @@ async fn a_rate_limited_source_sends_at_most_its_allowance_per_minute() {
                 recipient: None,
                 message: message(format!("http://{addr}/hook")),
                 context: RenderContext::new(),
+                due_at: None,
+                tracking: Default::default(),
             })
             .collect();
         let ids = outbox::enqueue_limited(&db, sends, Some(2), clock.now())

@@ -8,6 +8,8 @@ mod m20261128_000003_signing;
 mod m20261128_000004_webhook_template;
 mod m20261128_000005_audience;
 mod m20261128_000006_segment;
+mod m20261128_000007_send_tracking;
+mod m20261128_000008_campaign;
 pub mod testing;
 
 /// Every schema change in the order it was made.
@@ -23,6 +25,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_webhook_template::Migration),
             Box::new(m20261128_000005_audience::Migration),
             Box::new(m20261128_000006_segment::Migration),
+            Box::new(m20261128_000007_send_tracking::Migration),
+            Box::new(m20261128_000008_campaign::Migration),
         ]
     }
 }

@@ -24,6 +24,33 @@ pub async fn fresh_sqlite() -> DatabaseConnection {
     db
 }
 
+/// A migrated SQLite database in a file of its own, for tests that abort a task mid-query: sqlx
+/// closes a connection whose query was cancelled, and an in-memory database goes with it, where a
+/// file survives, as it does when a real process crashes.
+pub async fn fresh_sqlite_file() -> DatabaseConnection {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join("herald-tests");
+    std::fs::create_dir_all(&dir).expect("create the test database directory");
+    let path = dir.join(format!(
+        "{}-{}.db",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
+    options
+        .max_connections(4)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| o.with_regexp());
+    let db = Database::connect(options)
+        .await
+        .expect("open the SQLite test file");
+    Migrator::up(&db, None).await.expect("migrate SQLite");
+    db
+}
+
 /// A new, migrated schema in the PostgreSQL database at `url`.
 pub async fn fresh_postgres(url: &str) -> DatabaseConnection {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -61,6 +88,15 @@ pub async fn fresh_postgres(url: &str) -> DatabaseConnection {
 /// `TEST_DATABASE_URL` is set.
 pub async fn test_databases() -> Vec<DatabaseConnection> {
     let mut dbs = vec![fresh_sqlite().await];
+    if let Some(url) = postgres_url() {
+        dbs.push(fresh_postgres(&url).await);
+    }
+    dbs
+}
+
+/// Like [`test_databases`], with SQLite in a file, for tests that simulate a crash.
+pub async fn durable_test_databases() -> Vec<DatabaseConnection> {
+    let mut dbs = vec![fresh_sqlite_file().await];
     if let Some(url) = postgres_url() {
         dbs.push(fresh_postgres(&url).await);
     }

@@ -36,6 +36,12 @@ pub struct Model {
     pub last_error: Option<String>,
     /// The source's delivery-speed limit (messages per minute), if it has one.
     pub rate_per_minute: Option<i32>,
+    /// The campaign variant (Braze's `message_variation_id`) the send was made from.
+    pub variant_id: Option<String>,
+    /// The transmission it belongs to (one launch, one occurrence, one trigger call).
+    pub dispatch_id: Option<String>,
+    /// The caller's Braze `send_id`, for `/sends/data_series`.
+    pub send_tag: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,32 @@
+//! Campaigns: webhook campaigns composed in the dashboard and API campaigns whose content arrives
+//! over HTTP. `model` holds the shapes, `store` the lifecycle (create, edit, launch, stop,
+//! archive), `schedule` the calendar maths, `dispatch` turning a campaign into outbox rows
+//! (audience, variants, re-eligibility, frequency caps, local time), `trigger` the API-triggered
+//! and action-based entries, `scheduled` the sends scheduled over the REST API, and `stats` the
+//! analytics and live progress.
+
+mod dispatch;
+mod model;
+mod schedule;
+mod scheduled;
+mod stats;
+mod store;
+mod trigger;
+
+pub use dispatch::{DispatchOutcome, run_due_occurrences, send_api_campaign};
+pub use model::*;
+pub use schedule::{next_occurrence, replan};
+pub use scheduled::{
+    ScheduledKind, ScheduledSend, cancel_scheduled, create_scheduled, list_scheduled,
+    run_due_scheduled, update_scheduled,
+};
+pub use stats::{RecentError, WorkspaceOverview, campaign_stats, progress, workspace_overview};
+pub use store::{
+    CapRule, archive_campaign, create_campaign, create_cap_rule, create_send_tag,
+    delete_cap_rule, duplicate_campaign, estimate_reach, find_campaign, launch_campaign,
+    list_campaigns, list_cap_rules, resume_campaign, stop_campaign, unarchive_campaign,
+    update_campaign,
+};
+pub use trigger::{
+    TriggerRecipient, TriggerRequest, TriggerTarget, handle_events, trigger_campaign,
+};
