@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod audience;
+pub mod campaigns;
 pub mod components;
 pub mod pages;
 pub mod segments;
@@ -18,10 +19,11 @@ use leptos_router::{SsrMode, path};
 use crate::pages::{
     activity::{ActivityPage, SendPage},
     auth::{SetupPage, SignInPage},
+    campaigns::{CampaignPage, CampaignReportPage, CampaignsPage},
     home::{HomePage, NewWorkspacePage},
     invite::InvitePage,
     layout::WorkspaceLayout,
-    sections::{CampaignsPage, CanvasesPage},
+    sections::CanvasesPage,
     segments::{SegmentEditorPage, SegmentsPage},
     settings::{ApiKeysPage, GeneralSettingsPage, MembersPage},
     templates::{TemplateEditorPage, TemplatesPage},
@@ -66,6 +68,8 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("w/:ws") view=WorkspaceLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=CampaignsPage/>
                     <Route path=path!("campaigns") view=CampaignsPage/>
+                    <Route path=path!("campaigns/:id") view=CampaignPage/>
+                    <Route path=path!("campaigns/:id/report") view=CampaignReportPage/>
                     <Route path=path!("canvases") view=CanvasesPage/>
                     <Route path=path!("segments") view=SegmentsPage/>
                     <Route path=path!("segments/:id") view=SegmentEditorPage/>

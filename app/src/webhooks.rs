@@ -144,7 +144,7 @@ pub struct SigningView {
 }
 
 #[cfg(feature = "ssr")]
-fn to_message(
+pub(crate) fn to_message(
     draft: &MessageDraft,
 ) -> Result<domain::webhook::WebhookMessage, domain::DomainError> {
     use domain::webhook::{Body, Method, WebhookMessage};
@@ -178,7 +178,7 @@ fn to_message(
 }
 
 #[cfg(feature = "ssr")]
-fn to_draft(message: &domain::webhook::WebhookMessage) -> MessageDraft {
+pub(crate) fn to_draft(message: &domain::webhook::WebhookMessage) -> MessageDraft {
     use domain::webhook::Body;
     let (body_mode, pairs, raw) = match &message.body {
         Body::None => ("none", Vec::new(), String::new()),

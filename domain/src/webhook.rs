@@ -56,8 +56,14 @@ pub enum Body {
 pub struct WebhookMessage {
     pub method: Method,
     pub url: String,
+    #[serde(default)]
     pub headers: Vec<(String, String)>,
+    #[serde(default = "no_body")]
     pub body: Body,
+}
+
+fn no_body() -> Body {
+    Body::None
 }
 
 /// The request on the wire, after rendering.

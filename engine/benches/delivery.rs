@@ -5,7 +5,9 @@
 //! `cargo bench -p engine --bench delivery`. Knobs (environment, all optional):
 //! `HERALD_BENCH_SENDS` (100000), `HERALD_BENCH_CONCURRENCY` (1024), `HERALD_BENCH_PER_HOST`
 //! (64), `HERALD_BENCH_BATCH` (1024), `HERALD_BENCH_SINK_THREADS` (1), `HERALD_BENCH_BACKENDS`
-//! (`sqlite,sqlite-normal,postgres`), `TEST_DATABASE_URL` (PostgreSQL runs only when set).
+//! (`sqlite,sqlite-normal,postgres`), `TEST_DATABASE_URL` (PostgreSQL runs only when set),
+//! `HERALD_BENCH_SQLITE_CACHE_MIB` (unset: SQLite's default page cache of 2 MiB, as `herald serve`
+//! opens it; set: `PRAGMA cache_size` of that many MiB, to see what a larger cache would give).
 //! Engine warnings (failed claims or records) are printed; `RUST_LOG` can ask for more.
 //!
 //! The sink runs in a child process (this same binary, re-executed with `HERALD_BENCH_SINK_CHILD`)
@@ -74,6 +76,8 @@ struct Bench {
     batch: usize,
     sink_threads: usize,
     backends: Vec<Backend>,
+    /// SQLite page cache in MiB when set; SQLite's default otherwise.
+    sqlite_cache_mib: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -133,6 +137,10 @@ impl Bench {
             batch: env_usize("HERALD_BENCH_BATCH", 1024).max(1),
             sink_threads: env_usize("HERALD_BENCH_SINK_THREADS", 1).max(1),
             backends,
+            sqlite_cache_mib: std::env::var("HERALD_BENCH_SQLITE_CACHE_MIB")
+                .ok()
+                .filter(|text| !text.trim().is_empty())
+                .map(|_| env_usize("HERALD_BENCH_SQLITE_CACHE_MIB", 0)),
         }
     }
 
@@ -175,6 +183,10 @@ impl Bench {
             "sink:               child process, {} tokio worker thread(s)",
             self.sink_threads
         );
+        match self.sqlite_cache_mib {
+            Some(mib) => println!("SQLite page cache:  {mib} MiB (PRAGMA cache_size)"),
+            None => println!("SQLite page cache:  SQLite's default (2 MiB), as herald serve"),
+        }
         println!();
 
         let sink = Sink::start(self.sink_threads);
@@ -267,7 +279,7 @@ impl Bench {
 
     /// (b) Enqueue `sends` rows, then run the dispatcher until none is pending.
     async fn engine(&self, sink: &Sink, url: &str, backend: &Backend) -> Phase {
-        let (db, cleanup) = open(backend).await;
+        let (db, cleanup) = open(backend, self.sqlite_cache_mib).await;
         reset_peak_rss();
         let workspace = WorkspaceId::generate();
         let template = message(url);
@@ -368,10 +380,28 @@ impl Bench {
             mib(phase.peak_rss_kib),
             phase.usage.describe(elapsed),
         );
+        // CPU per delivery moves less than the rate when other work shares the machine.
+        let per_send = |seconds: f64| 1e6 * seconds / self.sends as f64;
+        let threads: Vec<String> = phase
+            .usage
+            .threads
+            .iter()
+            .map(|(name, seconds)| format!("{name} {:.1}", per_send(*seconds)))
+            .collect();
+        println!(
+            "    CPU per delivery: {:.1} µs in the benchmark process ({}), {:.1} µs in the sink",
+            per_send(phase.usage.own),
+            threads.join(", "),
+            per_send(phase.usage.sink),
+        );
         if let Backend::Sqlite { .. } = backend {
             let mode = pragma(&db, "journal_mode").await;
             let sync = pragma(&db, "synchronous").await;
-            println!("    (checked: journal_mode={mode}, synchronous={sync} [1=NORMAL, 2=FULL])");
+            let cache = pragma(&db, "cache_size").await;
+            println!(
+                "    (checked: journal_mode={mode}, synchronous={sync} [1=NORMAL, 2=FULL], \
+                 cache_size={cache} [negative: KiB])"
+            );
         }
         cleanup.run(&db).await;
         db.close().await.ok();
@@ -522,7 +552,7 @@ impl Cleanup {
 }
 
 /// A fresh, migrated database for one run.
-async fn open(backend: &Backend) -> (DatabaseConnection, Cleanup) {
+async fn open(backend: &Backend, sqlite_cache_mib: Option<usize>) -> (DatabaseConnection, Cleanup) {
     match backend {
         Backend::Sqlite { normal } => {
             let dir = std::env::temp_dir().join(format!(
@@ -531,7 +561,7 @@ async fn open(backend: &Backend) -> (DatabaseConnection, Cleanup) {
                 Utc::now().timestamp_micros()
             ));
             std::fs::create_dir_all(&dir).expect("a temporary directory");
-            let db = open_sqlite(&dir.join("herald.db"), *normal).await;
+            let db = open_sqlite(&dir.join("herald.db"), *normal, sqlite_cache_mib).await;
             (db, Cleanup::Dir(dir))
         }
         Backend::Postgres { url } => {
@@ -552,8 +582,9 @@ async fn open(backend: &Backend) -> (DatabaseConnection, Cleanup) {
 }
 
 /// Opens SQLite the way `herald serve` does (`?mode=rwc`, then WAL; sea-orm keeps one connection
-/// for SQLite unless told otherwise), with `synchronous=NORMAL` on every connection if asked.
-async fn open_sqlite(path: &Path, normal: bool) -> DatabaseConnection {
+/// for SQLite unless told otherwise), with `synchronous=NORMAL` and a larger page cache on every
+/// connection if asked.
+async fn open_sqlite(path: &Path, normal: bool, cache_mib: Option<usize>) -> DatabaseConnection {
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let mut options = ConnectOptions::new(url);
     options
@@ -561,6 +592,10 @@ async fn open_sqlite(path: &Path, normal: bool) -> DatabaseConnection {
         .connect_timeout(Duration::from_secs(10));
     if normal {
         options.map_sqlx_sqlite_opts(|o| o.synchronous(SqliteSynchronous::Normal));
+    }
+    if let Some(mib) = cache_mib {
+        // A negative cache_size is in KiB.
+        options.map_sqlx_sqlite_opts(move |o| o.pragma("cache_size", format!("-{}", mib * 1024)));
     }
     let db = Database::connect(options).await.expect("open SQLite");
     db.execute_unprepared("PRAGMA journal_mode=WAL")

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::Clock;
-use domain::entity::{host_state, webhook_attempt, webhook_send};
+use domain::entity::{host_state, webhook_attempt};
 use domain::outbox::status;
 use domain::signing::SigningKeys;
 use domain::template::RenderContext;
-use domain::webhook::{self, Rendered, RenderedRequest, WebhookMessage};
+use domain::webhook::{CompiledMessage, Rendered, RenderedRequest, WebhookMessage};
 use rand::Rng;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
     Set, Statement, TransactionTrait, Value,
@@ -77,6 +77,8 @@ struct Claimed {
     attempts: i32,
     first_attempt_at: Option<DateTime<Utc>>,
     lease_until: DateTime<Utc>,
+    /// SQLite's rowid of the send, so recording finds the row without a primary-key search.
+    rowid: Option<i64>,
 }
 
 /// What to write back for one claimed send.
@@ -85,6 +87,7 @@ struct Outcome {
     workspace_id: String,
     id: String,
     lease_until: DateTime<Utc>,
+    rowid: Option<i64>,
     attempt: Option<webhook_attempt::ActiveModel>,
     status: &'static str,
     lane: i16,
@@ -119,9 +122,27 @@ const SIGNING_CACHE_TTL: Duration = Duration::from_secs(5);
 
 type SigningCache = Mutex<HashMap<String, (std::time::Instant, Option<SigningKeys>)>>;
 
+/// Compiled messages kept at most: a campaign's sends all carry the same message, so parsing its
+/// Liquid once instead of per send takes most of the rendering cost away.
+const TEMPLATE_CACHE_ENTRIES: usize = 256;
+/// And at most this many bytes of stored message text as keys, whatever their count.
+const TEMPLATE_CACHE_BYTES: usize = 4 << 20;
+
+/// Compiled messages by their stored JSON, with the total size of the keys.
+#[derive(Default)]
+struct TemplateCache {
+    compiled: HashMap<String, Arc<CompiledMessage>>,
+    key_bytes: usize,
+}
+
+/// Outcomes (and attempt rows) written per statement at most: 13 (11) parameters a row stays far
+/// below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+const RECORD_CHUNK: usize = 500;
+
 /// Sends webhooks from the outbox.
 pub struct Dispatcher {
     signing: SigningCache,
+    templates: Mutex<TemplateCache>,
     db: DatabaseConnection,
     client: WebhookClient,
     retry: RetryPolicy,
@@ -151,6 +172,7 @@ impl Dispatcher {
     ) -> Self {
         Self {
             signing: Mutex::new(HashMap::new()),
+            templates: Mutex::new(TemplateCache::default()),
             db,
             client,
             retry,
@@ -166,7 +188,9 @@ impl Dispatcher {
         self.wake.clone()
     }
 
-    /// Claims up to `limit` due sends, first attempts before retries.
+    /// Claims up to `limit` due sends in one transaction: at least `first_attempt_share` of them
+    /// for first attempts when that many wait, the rest for retries, and whatever one lane leaves
+    /// unused for the other. First attempts come first in the result.
     async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, DbErr> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -174,25 +198,37 @@ impl Dispatcher {
         let now = self.clock.now();
         let lease_until = lease_precision(now + to_delta(self.settings.lease));
         let first_share = ((limit as f64) * self.settings.first_attempt_share).ceil() as usize;
+        let retry_share = limit - first_share.clamp(1, limit);
+        // Retries are asked for first so that, when none is due (the usual case), first attempts
+        // take the whole batch in a single statement instead of two.
+        let txn = self.db.begin().await?;
+        let mut retries = self
+            .claim_lane(&txn, 1, retry_share, now, lease_until)
+            .await?;
         let mut claimed = self
-            .claim_lane(0, first_share.max(1), now, lease_until)
+            .claim_lane(&txn, 0, limit - retries.len(), now, lease_until)
             .await?;
-        let retries = self
-            .claim_lane(1, limit - claimed.len(), now, lease_until)
-            .await?;
-        claimed.extend(retries);
-        if claimed.len() < limit {
-            // Few retries were waiting: give their room back to first attempts.
+        if retries.len() == retry_share && claimed.len() + retries.len() < limit {
+            // Few first attempts were waiting: give their room to retries.
             let more = self
-                .claim_lane(0, limit - claimed.len(), now, lease_until)
+                .claim_lane(
+                    &txn,
+                    1,
+                    limit - claimed.len() - retries.len(),
+                    now,
+                    lease_until,
+                )
                 .await?;
-            claimed.extend(more);
+            retries.extend(more);
         }
+        txn.commit().await?;
+        claimed.extend(retries);
         Ok(claimed)
     }
 
     async fn claim_lane(
         &self,
+        db: &impl ConnectionTrait,
         lane: i16,
         limit: usize,
         now: DateTime<Utc>,
@@ -201,7 +237,7 @@ impl Dispatcher {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let backend = self.db.get_database_backend();
+        let backend = db.get_database_backend();
         let sql = match backend {
             DbBackend::Postgres => {
                 "UPDATE webhook_send SET lease_until = $1 WHERE (workspace_id, id) IN ( \
@@ -213,13 +249,16 @@ impl Dispatcher {
                    attempts, first_attempt_at"
             }
             _ => {
-                "UPDATE webhook_send SET lease_until = ? WHERE (workspace_id, id) IN ( \
-                   SELECT workspace_id, id FROM webhook_send \
+                // By rowid rather than by primary key: the rows come out of the due index with
+                // their rowids, and looking each up in the primary-key index again would read a
+                // page of that index per send once it outgrows the page cache.
+                "UPDATE webhook_send SET lease_until = ? WHERE rowid IN ( \
+                   SELECT rowid FROM webhook_send \
                    WHERE status = 'pending' AND lane = ? AND next_attempt_at <= ? \
                      AND (lease_until IS NULL OR lease_until < ?) \
                    ORDER BY next_attempt_at LIMIT ?) \
-                 RETURNING workspace_id, id, source_kind, source_id, rate_per_minute, message, context, request, \
-                   attempts, first_attempt_at"
+                 RETURNING rowid AS send_rowid, workspace_id, id, source_kind, source_id, \
+                   rate_per_minute, message, context, request, attempts, first_attempt_at"
             }
         };
         let values: Vec<Value> = match backend {
@@ -237,8 +276,7 @@ impl Dispatcher {
                 (limit as i64).into(),
             ],
         };
-        let rows = self
-            .db
+        let rows = db
             .query_all(Statement::from_sql_and_values(backend, sql, values))
             .await?;
         rows.into_iter()
@@ -255,6 +293,10 @@ impl Dispatcher {
                     attempts: row.try_get("", "attempts")?,
                     first_attempt_at: row.try_get("", "first_attempt_at")?,
                     lease_until,
+                    rowid: match backend {
+                        DbBackend::Postgres => None,
+                        _ => Some(row.try_get("", "send_rowid")?),
+                    },
                 })
             })
             .collect()
@@ -312,30 +354,36 @@ impl Dispatcher {
                 wake.notify_one();
             });
         }
+        let concurrency = self.settings.concurrency.max(1);
+        let batch_size = self.settings.batch_size.max(1);
+        // Claim once at least this much room is free, not as soon as one send finishes: under a
+        // backlog that would claim one or two sends per statement (and, on SQLite, take turns on
+        // the one connection with the recorder for each). Claiming at half keeps the other half
+        // of the sends in flight while the next batch is claimed.
+        let refill_at = (batch_size.min(concurrency) / 2).max(1);
         loop {
             if stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
-            let room = permits.available_permits().min(self.settings.batch_size);
-            let claimed = if room == 0 {
-                Vec::new()
-            } else {
-                match self.claim(room).await {
-                    Ok(claimed) => claimed,
-                    Err(error) => {
-                        tracing::warn!(%error, "claiming sends failed; retrying shortly");
-                        Vec::new()
-                    }
-                }
-            };
-            if claimed.is_empty() {
+            let free = permits.available_permits();
+            if free < refill_at {
                 tokio::select! {
                     () = self.wake.notified() => {}
-                    () = tokio::time::sleep(self.settings.poll_interval) => {}
-                    _ = permits.clone().acquire_owned(), if room == 0 => {}
+                    room = permits.clone().acquire_many_owned(refill_at as u32) => drop(room),
                 }
                 continue;
             }
+            let room = free.min(batch_size);
+            let claimed = match self.claim(room).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%error, "claiming sends failed; retrying shortly");
+                    Vec::new()
+                }
+            };
+            // A claim that came back short took everything that is due: look again when woken or
+            // at the next poll, not straight away.
+            let drained = claimed.len() < room;
             for send in claimed {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
@@ -347,6 +395,12 @@ impl Dispatcher {
                     let _ = done.send(outcome).await;
                     drop(permit);
                 });
+            }
+            if drained {
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                }
             }
         }
         // Wait for in-flight sends, then let the recorder drain.
@@ -389,17 +443,20 @@ impl Dispatcher {
         self.record_ref(&outcomes).await
     }
 
-    /// Writes attempts and send updates in one transaction. A send whose lease was taken over by
-    /// another process (ours ran out) is left alone; its attempt row is kept only if new.
+    /// Writes attempts and send updates in one transaction, a few hundred rows per statement. A
+    /// send whose lease was taken over by another process (ours ran out) is left alone; its
+    /// attempt row is kept only if new.
     async fn record_ref(&self, outcomes: &[Outcome]) -> Result<(), DbErr> {
         if outcomes.is_empty() {
             return Ok(());
         }
+        let backend = self.db.get_database_backend();
         let txn = self.db.begin().await?;
-        let attempts: Vec<webhook_attempt::ActiveModel> =
-            outcomes.iter().filter_map(|o| o.attempt.clone()).collect();
-        for chunk in attempts.chunks(200) {
-            webhook_attempt::Entity::insert_many(chunk.to_vec())
+        let attempts: Vec<&webhook_attempt::ActiveModel> =
+            outcomes.iter().filter_map(|o| o.attempt.as_ref()).collect();
+        for chunk in attempts.chunks(RECORD_CHUNK) {
+            let rows = padded(chunk).into_iter().map(|row| (*row).clone());
+            webhook_attempt::Entity::insert_many(rows)
                 .on_conflict(
                     OnConflict::columns([
                         webhook_attempt::Column::WorkspaceId,
@@ -413,46 +470,9 @@ impl Dispatcher {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        for o in outcomes {
-            let mut update = webhook_send::Entity::update_many()
-                .col_expr(webhook_send::Column::Status, Expr::value(o.status))
-                .col_expr(webhook_send::Column::Lane, Expr::value(o.lane))
-                .col_expr(webhook_send::Column::Attempts, Expr::value(o.attempts))
-                .col_expr(
-                    webhook_send::Column::NextAttemptAt,
-                    Expr::value(o.next_attempt_at),
-                )
-                .col_expr(
-                    webhook_send::Column::LeaseUntil,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                .col_expr(
-                    webhook_send::Column::FirstAttemptAt,
-                    Expr::value(o.first_attempt_at),
-                )
-                .col_expr(
-                    webhook_send::Column::CompletedAt,
-                    Expr::value(o.completed_at),
-                )
-                .col_expr(
-                    webhook_send::Column::LastStatusCode,
-                    Expr::value(o.last_status_code),
-                )
-                .col_expr(
-                    webhook_send::Column::LastError,
-                    Expr::value(o.last_error.clone()),
-                );
-            if let Some(request) = &o.request {
-                update = update
-                    .col_expr(webhook_send::Column::Request, Expr::value(request.clone()))
-                    .col_expr(webhook_send::Column::Host, Expr::value(o.host.clone()));
-            }
-            update
-                .filter(webhook_send::Column::WorkspaceId.eq(o.workspace_id.as_str()))
-                .filter(webhook_send::Column::Id.eq(o.id.as_str()))
-                .filter(webhook_send::Column::LeaseUntil.eq(o.lease_until))
-                .exec(&txn)
-                .await?;
+        let outcomes_ref: Vec<&Outcome> = outcomes.iter().collect();
+        for chunk in outcomes_ref.chunks(RECORD_CHUNK) {
+            txn.execute(update_sends(backend, &padded(chunk))).await?;
         }
         txn.commit().await?;
         self.note_host_failures(outcomes).await;
@@ -627,6 +647,7 @@ impl Dispatcher {
             workspace_id: send.workspace_id.clone(),
             id: send.id.clone(),
             lease_until: send.lease_until,
+            rowid: send.rowid,
             attempt: None,
             status: status::PENDING,
             lane: 1,
@@ -652,7 +673,7 @@ impl Dispatcher {
                     format!("stored request unreadable: {e}"),
                 );
             }
-            None => match render(&send.message, &send.context) {
+            None => match self.render(&send.message, &send.context) {
                 Ok(Rendered::Request(request)) => {
                     outcome.request =
                         Some(serde_json::to_string(&request).expect("requests serialize"));
@@ -734,6 +755,47 @@ impl Dispatcher {
             .send(&request, &headers, started_at.timestamp())
             .await;
         self.conclude(outcome, attempt_no, started_at, exchange)
+    }
+
+    /// Renders a stored message with its stored context, compiling each distinct message once.
+    fn render(&self, message: &str, context: &str) -> Result<Rendered, String> {
+        let compiled = self.compiled(message)?;
+        let context: RenderContext =
+            serde_json::from_str(context).map_err(|e| format!("stored context unreadable: {e}"))?;
+        compiled.render(&context).map_err(|e| e.to_string())
+    }
+
+    /// The compiled form of a stored message, from the cache when this process has seen it.
+    fn compiled(&self, message: &str) -> Result<Arc<CompiledMessage>, String> {
+        if let Some(found) = self
+            .templates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .compiled
+            .get(message)
+        {
+            return Ok(found.clone());
+        }
+        let decoded: WebhookMessage =
+            serde_json::from_str(message).map_err(|e| format!("stored message unreadable: {e}"))?;
+        let compiled = Arc::new(decoded.compile().map_err(|e| e.to_string())?);
+        let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.compiled.len() >= TEMPLATE_CACHE_ENTRIES
+            || cache.key_bytes + message.len() > TEMPLATE_CACHE_BYTES
+        {
+            // Bounded the simple way: start over. Refilling costs one compile per message in use.
+            cache.compiled.clear();
+            cache.key_bytes = 0;
+        }
+        if message.len() <= TEMPLATE_CACHE_BYTES
+            && cache
+                .compiled
+                .insert(message.to_string(), compiled.clone())
+                .is_none()
+        {
+            cache.key_bytes += message.len();
+        }
+        Ok(compiled)
     }
 
     fn finish_without_request(
@@ -823,11 +885,127 @@ impl Dispatcher {
     }
 }
 
-/// Renders a stored message with its stored context.
-fn render(message: &str, context: &str) -> Result<Rendered, String> {
-    let message: WebhookMessage =
-        serde_json::from_str(message).map_err(|e| format!("stored message unreadable: {e}"))?;
-    let context: RenderContext =
-        serde_json::from_str(context).map_err(|e| format!("stored context unreadable: {e}"))?;
-    webhook::render(&message, &context).map_err(|e| e.to_string())
+/// The rows of one statement, padded to one of a few fixed sizes (powers of two, then
+/// [`RECORD_CHUNK`]) by repeating the last row, so the statements prepared and cached per
+/// connection stay a handful instead of one per batch size. Repeating a row changes nothing: the
+/// attempt insert skips rows that exist and the send update writes the same values again.
+fn padded<T: Copy>(rows: &[T]) -> Vec<T> {
+    let size = match rows.len().next_power_of_two() {
+        n if n > RECORD_CHUNK / 2 => RECORD_CHUNK.max(rows.len()),
+        n => n,
+    };
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(rows);
+    if let Some(last) = rows.last() {
+        out.resize(size, *last);
+    }
+    out
+}
+
+/// One `UPDATE … FROM (VALUES …)` that writes every outcome of `outcomes` to its send, each only
+/// while the send still carries the lease it was claimed with. The request (and its host) is
+/// written only when the outcome has one, so a send that never got one keeps what it had.
+fn update_sends(backend: DbBackend, outcomes: &[&Outcome]) -> Statement {
+    const COLUMNS: usize = 13;
+    let sqlite = backend != DbBackend::Postgres;
+    let mut values: Vec<Value> = Vec::with_capacity(outcomes.len() * (COLUMNS + 1));
+    for o in outcomes {
+        values.extend([
+            o.workspace_id.clone().into(),
+            o.id.clone().into(),
+            o.lease_until.into(),
+            o.status.into(),
+            o.lane.into(),
+            o.attempts.into(),
+            o.next_attempt_at.into(),
+            o.first_attempt_at.into(),
+            o.completed_at.into(),
+            o.last_status_code.into(),
+            o.last_error.clone().into(),
+            o.request.clone().into(),
+            o.host.clone().into(),
+        ]);
+        if sqlite {
+            values.push(o.rowid.into());
+        }
+    }
+    let mut sql = String::with_capacity(400 + outcomes.len() * COLUMNS * 16);
+    let sql = match backend {
+        DbBackend::Postgres => {
+            // Parameters in VALUES carry no type of their own: cast them, or PostgreSQL reads
+            // them as text and cannot compare a lease or store a lane.
+            const TYPES: [&str; COLUMNS] = [
+                "text",
+                "text",
+                "timestamptz",
+                "text",
+                "smallint",
+                "integer",
+                "timestamptz",
+                "timestamptz",
+                "timestamptz",
+                "integer",
+                "text",
+                "text",
+                "text",
+            ];
+            sql.push_str(
+                "UPDATE webhook_send SET status = v.status, lane = v.lane, attempts = v.attempts, \
+                 next_attempt_at = v.next_attempt_at, lease_until = NULL, \
+                 first_attempt_at = v.first_attempt_at, completed_at = v.completed_at, \
+                 last_status_code = v.last_status_code, last_error = v.last_error, \
+                 request = COALESCE(v.request, webhook_send.request), \
+                 host = CASE WHEN v.request IS NULL THEN webhook_send.host ELSE v.host END \
+                 FROM (VALUES ",
+            );
+            let mut n = 0;
+            for row in 0..outcomes.len() {
+                sql.push_str(if row == 0 { "(" } else { ", (" });
+                for (column, ty) in TYPES.iter().enumerate() {
+                    n += 1;
+                    if column > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${n}::{ty}"));
+                }
+                sql.push(')');
+            }
+            sql.push_str(
+                ") AS v(workspace_id, id, lease_until, status, lane, attempts, next_attempt_at, \
+                 first_attempt_at, completed_at, last_status_code, last_error, request, host) \
+                 WHERE webhook_send.workspace_id = v.workspace_id AND webhook_send.id = v.id \
+                 AND webhook_send.lease_until = v.lease_until",
+            );
+            sql
+        }
+        _ => {
+            // SQLite names the columns of a VALUES list column1, column2, … The rowid finds the
+            // row; the key and the lease make sure it is still the send we claimed (a VACUUM may
+            // renumber rowids: then nothing is written and the send goes out again after its
+            // lease, with the same webhook-id).
+            sql.push_str(
+                "UPDATE webhook_send SET status = v.column4, lane = v.column5, \
+                 attempts = v.column6, next_attempt_at = v.column7, lease_until = NULL, \
+                 first_attempt_at = v.column8, completed_at = v.column9, \
+                 last_status_code = v.column10, last_error = v.column11, \
+                 request = COALESCE(v.column12, webhook_send.request), \
+                 host = CASE WHEN v.column12 IS NULL THEN webhook_send.host ELSE v.column13 END \
+                 FROM (VALUES ",
+            );
+            let row = format!("({})", vec!["?"; COLUMNS + 1].join(", "));
+            for i in 0..outcomes.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&row);
+            }
+            sql.push_str(
+                ") AS v WHERE webhook_send.rowid = v.column14 \
+                 AND webhook_send.workspace_id = v.column1 AND webhook_send.id = v.column2 \
+                 AND webhook_send.lease_until = v.column3",
+            );
+            sql
+        }
+    };
+    Statement::from_sql_and_values(backend, sql, values)
 }

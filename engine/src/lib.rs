@@ -5,6 +5,7 @@ pub mod address;
 pub mod client;
 pub mod dispatch;
 pub mod retry;
+pub mod scheduler;
 pub mod settings;
 
 pub use address::{AddressPolicy, Refusal};

@@ -51,7 +51,8 @@ pub fn engine_for(
     ))
 }
 
-/// Runs the delivery engine alone until the process is told to stop (`herald worker`).
+/// Runs the delivery engine and the campaign scheduler alone until the process is told to stop
+/// (`herald worker`).
 pub async fn run_worker(
     db: DatabaseConnection,
     config: Config,
@@ -60,8 +61,12 @@ pub async fn run_worker(
     Migrator::up(&db, None)
         .await
         .map_err(|e| format!("migrations failed: {e}"))?;
-    let dispatcher = engine_for(&db, &config, clock);
-    dispatcher.run(shutdown_signal()).await;
+    let dispatcher = engine_for(&db, &config, clock.clone());
+    let scheduler = engine::scheduler::Scheduler::new(db.clone(), clock, dispatcher.waker());
+    tokio::join!(
+        dispatcher.run(shutdown_signal()),
+        scheduler.run(shutdown_signal())
+    );
     Ok(())
 }
 
@@ -145,6 +150,10 @@ pub async fn start(
         .build();
     let dispatcher = engine_for(&db, &config, clock.clone());
     tokio::spawn(dispatcher.clone().run(shutdown_signal()));
+    // Campaign schedules, REST schedules and action-based triggers.
+    let scheduler =
+        engine::scheduler::Scheduler::new(db.clone(), clock.clone(), dispatcher.waker());
+    tokio::spawn(scheduler.run(shutdown_signal()));
     let state = AppState {
         db,
         config: Arc::new(config),
@@ -185,6 +194,7 @@ fn router(state: AppState, store: DbSessionStore) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/api/openapi.json", get(crate::api::openapi))
         .nest("/api", crate::api::router(state.clone()))
         .leptos_routes_with_context(
             &state,

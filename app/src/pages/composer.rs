@@ -23,6 +23,9 @@ pub struct ComposerState {
     pairs: RwSignal<Vec<Row>>,
     pub raw: RwSignal<String>,
     next_id: StoredValue<usize>,
+    /// The owner the state was made under: rows added later are created under it too, so they
+    /// outlive the (possibly re-rendered or hidden) view whose button added them.
+    owner: StoredValue<Option<Owner>>,
 }
 
 impl ComposerState {
@@ -49,6 +52,7 @@ impl ComposerState {
             pairs: RwSignal::new(rows(&draft.pairs)),
             raw: RwSignal::new(draft.raw.clone()),
             next_id,
+            owner: StoredValue::new(Owner::current()),
         }
     }
 
@@ -87,13 +91,16 @@ impl ComposerState {
     fn add_row(&self, rows: RwSignal<Vec<Row>>) {
         let id = self.next_id.get_value();
         self.next_id.set_value(id + 1);
-        rows.update(|list| {
-            list.push(Row {
-                id,
-                key: RwSignal::new(String::new()),
-                value: RwSignal::new(String::new()),
-            })
-        });
+        let make = || Row {
+            id,
+            key: RwSignal::new(String::new()),
+            value: RwSignal::new(String::new()),
+        };
+        let row = match self.owner.get_value() {
+            Some(owner) => owner.with(make),
+            None => make(),
+        };
+        rows.update(|list| list.push(row));
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod auth;
+pub mod campaigns;
 pub mod composer;
 pub mod home;
 pub mod invite;

@@ -1,5 +1,5 @@
-//! Sections whose objects arrive with later work (campaigns and Canvases). Until
-//! then each says plainly what it will hold; none pretends to have data.
+//! Sections whose objects arrive with later work (Canvases). Until then each says plainly what it
+//! will hold; none pretends to have data. Campaigns live in `pages::campaigns`.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -16,12 +16,6 @@ fn Section(title: &'static str, empty: &'static str, body: &'static str) -> impl
             <p class="hint">"This part of Herald is not built yet."</p>
         </EmptyState>
     }
-}
-
-#[component]
-pub fn CampaignsPage() -> impl IntoView {
-    view! { <Section title="Campaigns" empty="No campaigns yet"
-    body="Webhook campaigns (scheduled, action-based or API-triggered) and API campaigns will be listed here."/> }
 }
 
 #[component]

@@ -17,7 +17,7 @@ pub use dispatch::{DispatchOutcome, run_due_occurrences, send_api_campaign};
 pub use model::*;
 pub use schedule::{next_occurrence, replan};
 pub use scheduled::{
-    ScheduledKind, ScheduledSend, cancel_scheduled, create_scheduled, list_scheduled,
+    ScheduledKind, ScheduledSend, cancel_scheduled, create_scheduled, find_scheduled, list_scheduled,
     run_due_scheduled, update_scheduled,
 };
 pub use stats::{RecentError, WorkspaceOverview, campaign_stats, progress, workspace_overview};

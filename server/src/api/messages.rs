@@ -1,18 +1,222 @@
-//! Braze's `POST /messages/send` for the webhook channel.
+//! Braze's messaging endpoints for the webhook channel: `POST /messages/send`, the
+//! `/messages/schedule/*` family and `GET /messages/scheduled_broadcasts`.
+
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use domain::campaign::{self, ScheduledKind, ScheduledSend};
 use domain::messaging::{self, Audience};
 use domain::segment::Filter;
+use domain::webhook::WebhookMessage;
+use domain::{CampaignId, DomainError, ScheduleId, VariantId, WorkspaceId};
 use serde_json::{Value, json};
 
 use super::users::json_body;
 use super::{ApiCaller, ApiError};
 use crate::AppState;
 
+/// Turns a domain error into Braze's fatal error for the fields Braze names specially.
+pub(super) fn braze_error(error: DomainError) -> ApiError {
+    let special = match error.field() {
+        Some("campaign_id") => Some("Invalid Campaign ID"),
+        Some("messages.webhook.message_variation_id") => Some("Invalid Message Variant"),
+        Some("recipients" | "external_user_ids") if error.to_string().contains("max number") => {
+            Some("The max number of external_ids and aliases per request was exceeded")
+        }
+        _ => None,
+    };
+    match (special, &error) {
+        (Some(message), DomainError::Invalid { .. }) => ApiError::BadRequest {
+            message: message.into(),
+            errors: vec![error.to_string()],
+        },
+        _ => error.into(),
+    }
+}
+
+/// An optional string field.
+pub(super) fn opt_str<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(ApiError::bad_request(format!("{field}: must be a string"))),
+    }
+}
+
+/// An optional boolean field (default `false`).
+pub(super) fn flag(body: &Value, field: &str) -> Result<bool, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad_request(format!("{field}: must be true or false"))),
+    }
+}
+
+/// A campaign id typed by a caller; an unparseable one is Braze's "Invalid Campaign ID".
+pub(super) fn campaign_id(text: &str) -> Result<CampaignId, ApiError> {
+    CampaignId::parse(text).map_err(|_| ApiError::BadRequest {
+        message: "Invalid Campaign ID".into(),
+        errors: vec![format!("campaign_id: no campaign has the id “{text}”")],
+    })
+}
+
+/// A Braze `send_id`: ASCII, at most 64 characters.
+pub(super) fn send_tag(body: &Value) -> Result<Option<String>, ApiError> {
+    let Some(tag) = opt_str(body, "send_id")? else {
+        return Ok(None);
+    };
+    if tag.is_empty() || tag.len() > 64 || !tag.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "send_id: must be 1 to 64 printable ASCII characters",
+        ));
+    }
+    Ok(Some(tag.to_string()))
+}
+
+/// Who a messaging request reaches, as written in the request.
+pub(super) struct Recipients {
+    pub external_ids: Vec<String>,
+    pub filter: Option<Filter>,
+}
+
+impl Recipients {
+    /// Reads `external_user_ids`, `user_aliases`, `segment_id`, `audience` and `broadcast`.
+    pub async fn read(body: &Value, state: &AppState, ws: &WorkspaceId) -> Result<Self, ApiError> {
+        if body
+            .get("user_aliases")
+            .is_some_and(|a| a.as_array().is_some_and(|a| !a.is_empty()))
+        {
+            return Err(ApiError::bad_request(
+                "user_aliases: sending to aliases is not supported yet; use external_user_ids",
+            ));
+        }
+        let external_ids: Vec<String> = match body.get("external_user_ids") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .map(|id| {
+                    id.as_str().map(str::to_string).ok_or_else(|| {
+                        ApiError::bad_request("external_user_ids: must be strings")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "external_user_ids: must be an array of strings",
+                ));
+            }
+        };
+        if external_ids.len() > messaging::MAX_LISTED_RECIPIENTS {
+            return Err(ApiError::BadRequest {
+                message: "The max number of external_ids and aliases per request was exceeded"
+                    .into(),
+                errors: vec!["external_user_ids: at most 50 per request".into()],
+            });
+        }
+        let mut filters = Vec::new();
+        if let Some(segment_id) = opt_str(body, "segment_id")? {
+            let id = domain::SegmentId::parse(segment_id)
+                .map_err(|_| ApiError::bad_request("segment_id: no segment has this id"))?;
+            let segment = domain::segment::find(&state.db, ws, &id)
+                .await
+                .map_err(|_| ApiError::bad_request("segment_id: no segment has this id"))?;
+            filters.push(segment.filter);
+        }
+        if let Some(audience) = body.get("audience").filter(|a| !a.is_null()) {
+            filters.push(domain::segment::from_connected_audience(audience)?);
+        }
+        let filter = match filters.len() {
+            0 => None,
+            1 => filters.pop(),
+            _ => Some(Filter::And { filters }),
+        };
+        let broadcast = flag(body, "broadcast")?;
+        match (external_ids.is_empty(), &filter, broadcast) {
+            (true, None, _) => Err(ApiError::BadRequest {
+                message: "No Recipients".into(),
+                errors: vec![
+                    "give external_user_ids, or a segment_id or audience with broadcast: true"
+                        .into(),
+                ],
+            }),
+            (false, _, true) => Err(ApiError::bad_request(
+                "broadcast: cannot be true when external_user_ids are listed",
+            )),
+            (true, Some(_), false) => Err(ApiError::bad_request(
+                "broadcast: must be true to send to a whole segment or audience",
+            )),
+            _ => Ok(Self {
+                external_ids,
+                filter,
+            }),
+        }
+    }
+
+    pub fn into_audience(self) -> Audience {
+        if self.external_ids.is_empty() {
+            Audience::Broadcast(self.filter.unwrap_or(Filter::And {
+                filters: Vec::new(),
+            }))
+        } else {
+            Audience::Listed {
+                external_ids: self.external_ids,
+                within: self.filter,
+            }
+        }
+    }
+}
+
+/// The webhook of a messaging request and, for API campaigns, its variant.
+struct Content {
+    message: WebhookMessage,
+    campaign: Option<(CampaignId, VariantId)>,
+}
+
+fn content(body: &Value) -> Result<Content, ApiError> {
+    let message = messaging::webhook_from_braze(body.get("messages"))?;
+    let campaign = match opt_str(body, "campaign_id")? {
+        None => None,
+        Some(id) => {
+            let id = campaign_id(id)?;
+            let variant = body
+                .pointer("/messages/webhook/message_variation_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::BadRequest {
+                    message: "Message Variant Unspecified".into(),
+                    errors: vec![
+                        "messages.webhook.message_variation_id: is required with a campaign_id"
+                            .into(),
+                    ],
+                })?;
+            let variant = VariantId::parse(variant).map_err(|_| ApiError::BadRequest {
+                message: "Invalid Message Variant".into(),
+                errors: vec![format!(
+                    "messages.webhook.message_variation_id: “{variant}” is not a variant of this campaign"
+                )],
+            })?;
+            Some((id, variant))
+        }
+    };
+    Ok(Content { message, campaign })
+}
+
+fn unknown_errors(unknown: &[String]) -> Vec<Value> {
+    unknown
+        .iter()
+        .map(|id| {
+            Value::String(format!(
+                "external_user_ids: no user has the external id “{id}”"
+            ))
+        })
+        .collect()
+}
+
 /// `POST /messages/send` (`messages.send`): a `messages.webhook` object sent now to
-/// `external_user_ids`, a `segment_id` or an `audience` (with `broadcast: true`).
+/// `external_user_ids`, a `segment_id` or an `audience` (with `broadcast: true`), tracked under an
+/// API campaign when `campaign_id` is given.
 pub async fn send(
     caller: ApiCaller,
     State(state): State<AppState>,
@@ -22,97 +226,266 @@ pub async fn send(
     let body = json_body(&bytes)?;
     let workspace = caller.key.workspace_id.clone();
     let now = state.clock.now();
-    if body.get("campaign_id").is_some_and(|c| !c.is_null()) {
-        return Err(ApiError::BadRequest {
-            message: "Invalid Campaign ID".into(),
-            errors: vec!["campaign_id: no API campaign has this id".into()],
-        });
-    }
-    if body
-        .get("user_aliases")
-        .is_some_and(|a| a.as_array().is_some_and(|a| !a.is_empty()))
-    {
-        return Err(ApiError::bad_request(
-            "user_aliases: sending to aliases is not supported yet; use external_user_ids",
-        ));
-    }
-    let message = messaging::webhook_from_braze(body.get("messages"))?;
-    let external_ids: Vec<String> = match body.get("external_user_ids") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(ids)) => ids
-            .iter()
-            .map(|id| {
-                id.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| ApiError::bad_request("external_user_ids: must be strings"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "external_user_ids: must be an array of strings",
-            ));
-        }
-    };
-    let mut filters = Vec::new();
-    if let Some(segment_id) = body.get("segment_id").and_then(Value::as_str) {
-        let id = domain::SegmentId::parse(segment_id)
-            .map_err(|_| ApiError::bad_request("segment_id: no segment has this id"))?;
-        let segment = domain::segment::find(&state.db, &workspace, &id)
+    let content = content(&body)?;
+    let tag = send_tag(&body)?;
+    let audience = Recipients::read(&body, &state, &workspace)
+        .await?
+        .into_audience();
+    let (dispatch_id, unknown) = match content.campaign {
+        Some((campaign, variant)) => {
+            let outcome = campaign::send_api_campaign(
+                &state.db,
+                &workspace,
+                &campaign,
+                &variant,
+                &content.message,
+                audience,
+                tag,
+                now,
+            )
             .await
-            .map_err(|_| ApiError::bad_request("segment_id: no segment has this id"))?;
-        filters.push(segment.filter);
-    }
-    if let Some(audience) = body.get("audience").filter(|a| !a.is_null()) {
-        filters.push(domain::segment::from_connected_audience(audience)?);
-    }
-    let filter = match filters.len() {
-        0 => None,
-        1 => filters.pop(),
-        _ => Some(Filter::And { filters }),
+            .map_err(braze_error)?;
+            (outcome.dispatch_id, outcome.unknown_recipients)
+        }
+        None => {
+            if tag.is_some() {
+                return Err(ApiError::bad_request(
+                    "send_id: only sends tracked under a campaign_id can carry a send_id",
+                ));
+            }
+            let dispatch =
+                messaging::send_now(&state.db, &workspace, &content.message, audience, now)
+                    .await?;
+            (dispatch.dispatch_id, dispatch.unknown_recipients)
+        }
     };
-    let broadcast = body
-        .get("broadcast")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let audience = match (external_ids.is_empty(), filter, broadcast) {
-        (true, None, _) => {
-            return Err(ApiError::BadRequest {
-                message: "No Recipients".into(),
-                errors: vec![
-                    "give external_user_ids, or a segment_id or audience with broadcast: true"
-                        .into(),
-                ],
-            });
-        }
-        (false, _, true) => {
-            return Err(ApiError::bad_request(
-                "broadcast: cannot be true when external_user_ids are listed",
-            ));
-        }
-        (true, Some(_), false) => {
-            return Err(ApiError::bad_request(
-                "broadcast: must be true to send to a whole segment or audience",
-            ));
-        }
-        (true, Some(filter), true) => Audience::Broadcast(filter),
-        (false, within, false) => Audience::Listed {
-            external_ids,
-            within,
-        },
-    };
-    let dispatch = messaging::send_now(&state.db, &workspace, &message, audience, now).await?;
     state.engine.notify_one();
-    let mut answer = json!({ "message": "success", "dispatch_id": dispatch.dispatch_id });
-    if !dispatch.unknown_recipients.is_empty() {
-        answer["errors"] = dispatch
-            .unknown_recipients
-            .iter()
-            .map(|id| {
-                Value::String(format!(
-                    "external_user_ids: no user has the external id “{id}”"
-                ))
-            })
-            .collect();
+    let mut answer = json!({ "message": "success", "dispatch_id": dispatch_id });
+    if !unknown.is_empty() {
+        answer["errors"] = unknown_errors(&unknown).into();
     }
     Ok(Json(answer))
+}
+
+/// Reads Braze's `schedule` object: `time` (ISO 8601; without an offset when `in_local_time`) and
+/// `in_local_time`. `at_optimal_time` is refused: Herald has no send-time model.
+pub(super) fn schedule_object(body: &Value) -> Result<(DateTime<Utc>, bool), ApiError> {
+    let schedule = body
+        .get("schedule")
+        .filter(|s| s.is_object())
+        .ok_or_else(|| ApiError::bad_request("schedule: an object with a time is required"))?;
+    if flag(schedule, "at_optimal_time")? {
+        return Err(ApiError::bad_request(
+            "schedule.at_optimal_time: Intelligent Timing is not supported; give a time",
+        ));
+    }
+    let in_local_time = flag(schedule, "in_local_time")?;
+    let time = schedule
+        .get("time")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("schedule.time: is required (ISO 8601)"))?;
+    let parsed = DateTime::parse_from_rfc3339(time)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| {
+            // Local-time schedules name a wall time without an offset; read it as UTC wall time.
+            NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%S")
+                .or_else(|_| NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M"))
+                .map(|t| t.and_utc())
+        })
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "schedule.time: “{time}” is not an ISO 8601 time such as 2026-12-01T09:30:00Z"
+            ))
+        })?;
+    Ok((parsed, in_local_time))
+}
+
+pub(super) fn schedule_id(body: &Value) -> Result<ScheduleId, ApiError> {
+    let id = opt_str(body, "schedule_id")?
+        .ok_or_else(|| ApiError::bad_request("schedule_id: is required"))?;
+    ScheduleId::parse(id)
+        .map_err(|_| ApiError::bad_request(format!("schedule_id: no schedule has the id “{id}”")))
+}
+
+pub(super) fn schedule_answer(scheduled: &ScheduledSend) -> Json<Value> {
+    Json(json!({
+        "message": "success",
+        "dispatch_id": scheduled.dispatch_id,
+        "schedule_id": scheduled.schedule_id,
+    }))
+}
+
+async fn scheduled_messages(
+    body: &Value,
+    state: &AppState,
+    ws: &WorkspaceId,
+) -> Result<ScheduledKind, ApiError> {
+    let content = content(body)?;
+    let recipients = Recipients::read(body, state, ws).await?;
+    let (campaign_id, variant_id) = match content.campaign {
+        Some((c, v)) => (Some(c), Some(v)),
+        None => (None, None),
+    };
+    Ok(ScheduledKind::Messages {
+        message: content.message,
+        external_ids: recipients.external_ids,
+        filter: recipients.filter,
+        campaign_id,
+        variant_id,
+        send_tag: send_tag(body)?,
+    })
+}
+
+/// `POST /messages/schedule/create` (`messages.schedule.create`).
+pub async fn schedule_create(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("messages.schedule.create")?;
+    let body = json_body(&bytes)?;
+    let ws = caller.key.workspace_id.clone();
+    let (time, local) = schedule_object(&body)?;
+    let kind = scheduled_messages(&body, &state, &ws).await?;
+    let scheduled = campaign::create_scheduled(&state.db, &ws, kind, time, local, state.clock.now())
+        .await
+        .map_err(braze_error)?;
+    Ok(schedule_answer(&scheduled))
+}
+
+/// `POST /messages/schedule/update` (`messages.schedule.update`): a new `schedule`, new
+/// `messages`, or both. New messages keep the schedule's recipients.
+pub async fn schedule_update(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("messages.schedule.update")?;
+    let body = json_body(&bytes)?;
+    let ws = caller.key.workspace_id.clone();
+    let id = schedule_id(&body)?;
+    let time = match body.get("schedule") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(schedule_object(&body)?),
+    };
+    let kind = match body.get("messages") {
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            let message = messaging::webhook_from_braze(body.get("messages"))?;
+            let existing = campaign::find_scheduled(&state.db, &ws, &id)
+                .await
+                .map_err(|_| {
+                    ApiError::bad_request(format!("schedule_id: no schedule has the id “{id}”"))
+                })?;
+            match existing.kind {
+                ScheduledKind::Messages {
+                    external_ids,
+                    filter,
+                    campaign_id,
+                    variant_id,
+                    send_tag,
+                    ..
+                } => Some(ScheduledKind::Messages {
+                    message,
+                    external_ids,
+                    filter,
+                    campaign_id,
+                    variant_id,
+                    send_tag,
+                }),
+                ScheduledKind::CampaignTrigger { .. } => {
+                    return Err(ApiError::bad_request(
+                        "schedule_id: this schedule triggers a campaign; update it with /campaigns/trigger/schedule/update",
+                    ));
+                }
+            }
+        }
+    };
+    if time.is_none() && kind.is_none() {
+        return Err(ApiError::bad_request(
+            "give a schedule, messages, or both to change",
+        ));
+    }
+    let scheduled = campaign::update_scheduled(&state.db, &ws, &id, kind, time, state.clock.now())
+        .await
+        .map_err(braze_error)?;
+    Ok(schedule_answer(&scheduled))
+}
+
+/// `POST /messages/schedule/delete` (`messages.schedule.delete`).
+pub async fn schedule_delete(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("messages.schedule.delete")?;
+    let body = json_body(&bytes)?;
+    let id = schedule_id(&body)?;
+    campaign::cancel_scheduled(&state.db, &caller.key.workspace_id, &id, state.clock.now())
+        .await
+        .map_err(braze_error)?;
+    Ok(Json(json!({ "message": "success" })))
+}
+
+/// `GET /messages/scheduled_broadcasts?end_time=…` (`messages.schedule_broadcasts`): pending
+/// schedules and scheduled campaigns' next sends up to `end_time`.
+pub async fn scheduled_broadcasts(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("messages.schedule_broadcasts")?;
+    let end = query
+        .get("end_time")
+        .ok_or_else(|| ApiError::bad_request("end_time: is required (ISO 8601)"))?;
+    let end = DateTime::parse_from_rfc3339(end)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ApiError::bad_request("end_time: must be an ISO 8601 time"))?;
+    let ws = caller.key.workspace_id.clone();
+    let mut items: Vec<(DateTime<Utc>, Value)> = Vec::new();
+    for scheduled in campaign::list_scheduled(&state.db, &ws, end).await? {
+        let (name, campaign_id, kind) = match &scheduled.kind {
+            ScheduledKind::Messages { campaign_id, .. } => {
+                ("API send", campaign_id.clone(), "messages")
+            }
+            ScheduledKind::CampaignTrigger { campaign_id, .. } => {
+                ("Triggered campaign", Some(campaign_id.clone()), "campaign_trigger")
+            }
+        };
+        items.push((
+            scheduled.send_at,
+            json!({
+                "name": name,
+                "type": kind,
+                "campaign_api_identifier": campaign_id,
+                "schedule_id": scheduled.schedule_id,
+                "send_id": Value::Null,
+                "time": scheduled.send_at.to_rfc3339(),
+                "in_local_time": scheduled.in_local_time,
+            }),
+        ));
+    }
+    let campaigns = campaign::list_campaigns(&state.db, &ws, &Default::default()).await?;
+    for c in campaigns {
+        let Ok(found) = campaign::find_campaign(&state.db, &ws, &c.id).await else {
+            continue;
+        };
+        if let Some(next) = found.next_send_at.filter(|t| *t <= end) {
+            items.push((
+                next,
+                json!({
+                    "name": found.name,
+                    "type": "Campaign",
+                    "campaign_api_identifier": found.id,
+                    "time": next.to_rfc3339(),
+                    "tags": found.tags,
+                }),
+            ));
+        }
+    }
+    items.sort_by_key(|(t, _)| *t);
+    Ok(Json(json!({
+        "message": "success",
+        "scheduled_broadcasts": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    })))
 }
