@@ -429,7 +429,7 @@ mod convert {
     fn split_seconds(seconds: u64, units: &[&str]) -> (String, String) {
         for unit in units {
             let size = seconds_per(unit);
-            if seconds % size == 0 || *unit == units[units.len() - 1] {
+            if seconds.is_multiple_of(size) || *unit == units[units.len() - 1] {
                 return ((seconds / size).to_string(), unit.to_string());
             }
         }
@@ -628,8 +628,10 @@ mod convert {
     }
 
     fn delivery_draft(delivery: &Delivery) -> DeliveryDraft {
-        let mut draft = DeliveryDraft::default();
-        draft.kind = delivery.type_name().into();
+        let mut draft = DeliveryDraft {
+            kind: delivery.type_name().into(),
+            ..DeliveryDraft::default()
+        };
         match delivery {
             Delivery::Api => {}
             Delivery::Scheduled { schedule } => match schedule {

@@ -311,7 +311,7 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
             txn.commit().await?;
             return Ok(false);
         }
-        let after: Option<ProfileId> = None;
+        let after = occurrence.cursor.clone().map(ProfileId::from_db);
         let page =
             crate::segment::members(&txn, &occurrence.ws, &filter, now, PAGE, after.as_ref())
                 .await?;
@@ -351,10 +351,6 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
         occurrence.recipients += i64::try_from(outcome.queued).unwrap_or(i64::MAX);
         occurrence.cursor = Some(last_id);
         held(&occurrence)
-            .col_expr(
-                campaign_occurrence::Column::Cursor,
-                Expr::value(occurrence.cursor.clone()),
-            )
             .col_expr(
                 campaign_occurrence::Column::Recipients,
                 Expr::value(occurrence.recipients),
