@@ -975,6 +975,27 @@ async fn reach_is_estimated_from_the_segments_and_the_extra_filter() {
                 .unwrap(),
             1
         );
+        // A segment of everyone (an empty group) combines with others without error.
+        let all = segment::create(
+            &db,
+            &ws,
+            "Everyone",
+            "",
+            &serde_json::from_value(json!({"kind": "and", "filters": []})).unwrap(),
+            now(),
+        )
+        .await
+        .unwrap();
+        let everyone_and_pros = AudienceSpec {
+            segment_ids: vec![all.id.clone(), seg.id.clone()],
+            filter: None,
+        };
+        assert_eq!(
+            campaign::estimate_reach(&db, &ws, &everyone_and_pros, now())
+                .await
+                .unwrap(),
+            2
+        );
         let unknown = AudienceSpec {
             segment_ids: vec![domain::SegmentId::generate()],
             filter: None,

@@ -15,6 +15,7 @@ impl MigrationName for Migration {
 enum WebhookSend {
     Table,
     WorkspaceId,
+    Recipient,
     SourceKind,
     SourceId,
     CreatedAt,
@@ -41,6 +42,18 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        // Frequency caps count a user's recent sends.
+        manager
+            .create_index(
+                Index::create()
+                    .name("webhook_send_by_recipient")
+                    .table(WebhookSend::Table)
+                    .col(WebhookSend::WorkspaceId)
+                    .col(WebhookSend::Recipient)
+                    .col(WebhookSend::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
         // Campaign analytics and live progress read a source's sends by time.
         manager
             .create_index(
@@ -57,6 +70,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("webhook_send_by_recipient")
+                    .table(WebhookSend::Table)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .drop_index(
                 Index::drop()

@@ -352,6 +352,10 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
         occurrence.cursor = Some(last_id);
         held(&occurrence)
             .col_expr(
+                campaign_occurrence::Column::Cursor,
+                Expr::value(occurrence.cursor.clone()),
+            )
+            .col_expr(
                 campaign_occurrence::Column::Recipients,
                 Expr::value(occurrence.recipients),
             )
@@ -972,12 +976,31 @@ pub(super) async fn audience_filter(
                 format!("segment \u{201c}{}\u{201d} is archived", segment.name),
             ));
         }
-        filters.push(segment.filter);
+        push_condition(&mut filters, segment.filter);
     }
     if let Some(extra) = &audience.filter {
-        filters.push(extra.clone());
+        push_condition(&mut filters, extra.clone());
     }
-    Ok(crate::segment::Filter::And { filters })
+    Ok(match filters.len() {
+        1 => filters.remove(0),
+        _ => crate::segment::Filter::And { filters },
+    })
+}
+
+/// Adds one audience condition to an AND: an empty group (a segment of everyone) adds nothing,
+/// and an AND's members join directly, so combining segments never nests an empty group (which
+/// validation refuses) nor deepens the tree past its limit.
+fn push_condition(filters: &mut Vec<crate::segment::Filter>, filter: crate::segment::Filter) {
+    use crate::segment::Filter;
+    match filter {
+        Filter::And { filters: inner } => {
+            for f in inner {
+                push_condition(filters, f);
+            }
+        }
+        Filter::Or { filters: inner } if inner.is_empty() => {}
+        other => filters.push(other),
+    }
 }
 
 #[cfg(test)]
