@@ -437,8 +437,7 @@ mod convert {
     }
 
     fn date(text: &str, field: &str) -> Checked<NaiveDate> {
-        NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-            .map_err(|_| bad(field, "choose a date"))
+        NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| bad(field, "choose a date"))
     }
 
     fn time(text: &str, field: &str) -> Checked<NaiveTime> {
@@ -582,10 +581,7 @@ mod convert {
                             )?,
                         },
                         _ => {
-                            return Err(bad(
-                                "delivery.schedule",
-                                "choose when the campaign sends",
-                            ));
+                            return Err(bad("delivery.schedule", "choose when the campaign sends"));
                         }
                     };
                     let ends_on = if draft.ends_on.trim().is_empty() {
@@ -778,14 +774,12 @@ mod convert {
                     None => None,
                 };
                 let message = match (kind, &v.message) {
-                    (CampaignKind::Webhook, Some(message)) => {
-                        Some(crate::webhooks::to_message(message).map_err(|e| {
-                            match field_error(e) {
-                                Ok(f) => bad(format!("variants[{i}].message.{}", f.field), f.message),
-                                Err(e) => bad(format!("variants[{i}].message"), e.to_string()),
-                            }
-                        })?)
-                    }
+                    (CampaignKind::Webhook, Some(message)) => Some(
+                        crate::webhooks::to_message(message).map_err(|e| match field_error(e) {
+                            Ok(f) => bad(format!("variants[{i}].message.{}", f.field), f.message),
+                            Err(e) => bad(format!("variants[{i}].message"), e.to_string()),
+                        })?,
+                    ),
                     _ => None,
                 };
                 Ok(Variant {
@@ -974,7 +968,10 @@ mod convert {
             assert_eq!(input.settings.reeligible_after_seconds, Some(3 * 3600));
             assert_eq!(input.conversions[0].window_seconds, 3 * 86_400);
             let json = serde_json::to_value(&input).expect("serializes");
-            assert_eq!(json["delivery"]["schedule"]["recurrence"]["days"], serde_json::json!(["Mon", "Fri"]));
+            assert_eq!(
+                json["delivery"]["schedule"]["recurrence"]["days"],
+                serde_json::json!(["Mon", "Fri"])
+            );
             let campaign = Campaign {
                 id: domain::CampaignId::generate(),
                 name: input.name,
@@ -1010,10 +1007,16 @@ mod convert {
             assert_eq!(to_input(&draft).unwrap_err().field, "variants[0].percent");
             let mut draft = full_draft();
             draft.delivery.time = "9h".into();
-            assert_eq!(to_input(&draft).unwrap_err().field, "delivery.schedule.time");
+            assert_eq!(
+                to_input(&draft).unwrap_err().field,
+                "delivery.schedule.time"
+            );
             let mut draft = full_draft();
             draft.variants[0].message.as_mut().unwrap().body_mode = "xml".into();
-            assert_eq!(to_input(&draft).unwrap_err().field, "variants[0].message.body");
+            assert_eq!(
+                to_input(&draft).unwrap_err().field,
+                "variants[0].message.body"
+            );
         }
 
         #[test]
@@ -1263,11 +1266,7 @@ pub async fn save_campaign(
 
 /// Duplicate, archive, unarchive, stop or resume a campaign (the list's row actions).
 #[server(prefix = "/srv", endpoint = "campaign_action")]
-pub async fn campaign_action(
-    ws: String,
-    id: String,
-    action: String,
-) -> Result<(), ServerFnError> {
+pub async fn campaign_action(ws: String, id: String, action: String) -> Result<(), ServerFnError> {
     let (_, access) = authorize(&ws, Capability::Build).await?;
     let ctx = ctx()?;
     let workspace = access.workspace_id();
@@ -1311,7 +1310,12 @@ pub async fn estimate_campaign_reach(
         filter: filter
             .map(serde_json::from_value)
             .transpose()
-            .map_err(|e| fail(domain::DomainError::invalid("audience.filter", e.to_string())))?,
+            .map_err(|e| {
+                fail(domain::DomainError::invalid(
+                    "audience.filter",
+                    e.to_string(),
+                ))
+            })?,
     };
     domain::campaign::estimate_reach(&ctx.db, &access.workspace_id(), &audience, ctx.clock.now())
         .await
@@ -1319,7 +1323,10 @@ pub async fn estimate_campaign_reach(
 }
 
 #[server(prefix = "/srv", endpoint = "campaign_summary")]
-pub async fn get_campaign_summary(ws: String, id: String) -> Result<CampaignSummary, ServerFnError> {
+pub async fn get_campaign_summary(
+    ws: String,
+    id: String,
+) -> Result<CampaignSummary, ServerFnError> {
     let (_, access) = authorize(&ws, Capability::Read).await?;
     let ctx = ctx()?;
     let id = CampaignId::parse(&id).map_err(fail)?;
@@ -1407,9 +1414,24 @@ pub async fn get_campaign_report(
     let id = CampaignId::parse(&id).map_err(fail)?;
     let now = ctx.clock.now();
     let (bucket, step, count, title) = match period.as_str() {
-        "7d" => (Bucket::Day, TimeDelta::days(1), 7, "per day (last 7 days, UTC)"),
-        "30d" => (Bucket::Day, TimeDelta::days(1), 30, "per day (last 30 days, UTC)"),
-        _ => (Bucket::Hour, TimeDelta::hours(1), 24, "per hour (last 24 hours, UTC)"),
+        "7d" => (
+            Bucket::Day,
+            TimeDelta::days(1),
+            7,
+            "per day (last 7 days, UTC)",
+        ),
+        "30d" => (
+            Bucket::Day,
+            TimeDelta::days(1),
+            30,
+            "per day (last 30 days, UTC)",
+        ),
+        _ => (
+            Bucket::Hour,
+            TimeDelta::hours(1),
+            24,
+            "per hour (last 24 hours, UTC)",
+        ),
     };
     let since = now.duration_trunc(step).unwrap_or(now) - step * (count - 1);
     let stats = domain::campaign::campaign_stats(

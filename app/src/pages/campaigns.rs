@@ -19,8 +19,7 @@ use crate::campaigns::{
     DeliveryDraft, EstimateCampaignReach, FieldError, OverviewView, ProgressView,
     PropertyFilterDraft, ReportView, SaveCampaign, SaveOutcome, SegmentOption, SeriesBar,
     SettingsDraft, TriggerDraft, VariantDraft, VariantStatsRow, get_campaign,
-    get_campaign_progress, get_campaign_report, get_campaign_summary, get_overview,
-    list_campaigns,
+    get_campaign_progress, get_campaign_report, get_campaign_summary, get_overview, list_campaigns,
 };
 use crate::components::{EmptyState, ErrorPanel, FormError, Loading, last_error};
 use crate::pages::composer::{Composer, ComposerState};
@@ -522,7 +521,9 @@ impl DeliveryState {
     /// One sentence for the review step.
     fn describe(&self) -> String {
         match self.kind.get().as_str() {
-            "api" => "API-triggered: sends when your system calls /api/campaigns/trigger/send.".into(),
+            "api" => {
+                "API-triggered: sends when your system calls /api/campaigns/trigger/send.".into()
+            }
             "action" => {
                 let delay = self.delay.get();
                 let after = if delay.trim().is_empty() || delay.trim() == "0" {
@@ -532,7 +533,9 @@ impl DeliveryState {
                 };
                 let exceptions = self.exceptions.get().len();
                 let unless = if exceptions > 0 {
-                    format!(", unless the user performs one of {exceptions} exception event(s) first")
+                    format!(
+                        ", unless the user performs one of {exceptions} exception event(s) first"
+                    )
                 } else {
                     String::new()
                 };
@@ -1570,9 +1573,21 @@ fn DeliveryStep(
     let d = state.delivery;
     let keys = state.keys;
     let kinds = [
-        ("scheduled", "Scheduled", "At launch, once at a date and time, or repeating."),
-        ("action", "Action-based", "When a user performs a custom event or a purchase."),
-        ("api", "API-triggered", "When your system calls /api/campaigns/trigger/send."),
+        (
+            "scheduled",
+            "Scheduled",
+            "At launch, once at a date and time, or repeating.",
+        ),
+        (
+            "action",
+            "Action-based",
+            "When a user performs a custom event or a purchase.",
+        ),
+        (
+            "api",
+            "API-triggered",
+            "When your system calls /api/campaigns/trigger/send.",
+        ),
     ];
     let schedule_is = move |wanted: &'static [&'static str]| {
         Signal::derive(move || wanted.contains(&d.schedule.get().as_str()))
