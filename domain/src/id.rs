@@ -70,3 +70,7 @@ id_type!(/// A campaign's message variant (`message_variation_id` in Braze's API
     VariantId, "message variation");
 id_type!(/// A send scheduled over the REST API (`schedule_id`).
     ScheduleId, "schedule");
+id_type!(/// A Canvas (`canvas_id` in Braze's API).
+    CanvasId, "Canvas");
+id_type!(/// One user's entry into a Canvas.
+    JourneyId, "journey");

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod api_key;
 pub mod campaign;
+pub mod canvas;
 pub mod clock;
 pub mod entity;
 pub mod error;
@@ -26,7 +27,8 @@ pub mod workspace;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
 pub use id::{
-    AccountId, ApiKeyId, CampaignId, InviteId, ProfileId, ScheduleId, SegmentId, SendId, TemplateId,
+    AccountId, ApiKeyId, CampaignId, CanvasId, InviteId, JourneyId, ProfileId, ScheduleId, SegmentId,
+    SendId, TemplateId,
     VariantId, WorkspaceId,
 };
 pub use role::{Capability, Role};

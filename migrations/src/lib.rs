@@ -10,6 +10,7 @@ mod m20261128_000005_audience;
 mod m20261128_000006_segment;
 mod m20261128_000007_send_tracking;
 mod m20261128_000008_campaign;
+mod m20261128_000009_canvas;
 pub mod testing;
 
 /// Every schema change in the order it was made.
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000006_segment::Migration),
             Box::new(m20261128_000007_send_tracking::Migration),
             Box::new(m20261128_000008_campaign::Migration),
+            Box::new(m20261128_000009_canvas::Migration),
         ]
     }
 }
