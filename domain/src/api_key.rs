@@ -41,6 +41,7 @@ pub const PERMISSIONS: &[&str] = &[
     "canvas.trigger.schedule.delete",
     "canvas.list",
     "canvas.details",
+    "canvas.data_series",
     "segments.list",
     "segments.details",
     "events.list",

@@ -6,39 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use common::{TestApp, spawn_app_with};
+use common::{TestApp, next_webhook as next, receiver, spawn_app_with};
 use domain::Clock;
 use migrations::testing::test_databases;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-
-/// A local webhook receiver that hands every request body to the test as it arrives.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<String>) {
-    let (tx, rx) = mpsc::unbounded_channel::<String>();
-    let app = Router::new()
-        .fallback(
-            |State(tx): State<mpsc::UnboundedSender<String>>, body: String| async move {
-                let _ = tx.send(body);
-                "ok"
-            },
-        )
-        .with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/hook"), rx)
-}
-
-async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> Value {
-    let body = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-        .await
-        .expect("a webhook arrives")
-        .unwrap();
-    serde_json::from_str(&body).unwrap_or(Value::String(body))
-}
 
 async fn arrivals(rx: &mut mpsc::UnboundedReceiver<String>, n: usize) -> Vec<Value> {
     let mut bodies = Vec::new();
@@ -48,31 +21,12 @@ async fn arrivals(rx: &mut mpsc::UnboundedReceiver<String>, n: usize) -> Vec<Val
     bodies
 }
 
-async fn call(
-    app: &TestApp,
-    key: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app
-        .client
-        .request(method, format!("{}/api{path}", app.base))
-        .bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    call(app, key, reqwest::Method::POST, path, Some(body)).await
+    app.api(key, reqwest::Method::POST, path, Some(body)).await
 }
 
 async fn get(app: &TestApp, key: &str, path: &str) -> (StatusCode, Value) {
-    call(app, key, reqwest::Method::GET, path, None).await
+    app.api(key, reqwest::Method::GET, path, None).await
 }
 
 const ALL: &[&str] = &[

@@ -47,6 +47,12 @@ pub enum ScheduledKind {
         campaign_id: CampaignId,
         request: TriggerRequest,
     },
+    /// `/canvas/trigger/schedule/create`: users enter the Canvas at the time (local time is not
+    /// applied to Canvas entries: they enter at `send_at` UTC).
+    CanvasTrigger {
+        canvas_id: crate::CanvasId,
+        request: crate::canvas::CanvasTriggerRequest,
+    },
 }
 
 /// A send as listed.
@@ -73,6 +79,7 @@ mod status {
 
 const KIND_MESSAGES: &str = "messages";
 const KIND_CAMPAIGN_TRIGGER: &str = "campaign_trigger";
+const KIND_CANVAS_TRIGGER: &str = "canvas_trigger";
 /// Time zones run from UTC−12 to UTC+14: a local time falls at most 14 hours before its UTC
 /// reading (Pacific/Kiritimati) and at most 12 hours after it (Etc/GMT+12).
 const EARLIEST_ZONE: TimeDelta = TimeDelta::hours(14);
@@ -202,6 +209,20 @@ async fn check_kind(
             api_triggered_campaign(db, ws, campaign_id).await?;
             Ok(Some(campaign_id.clone()))
         }
+        ScheduledKind::CanvasTrigger { canvas_id, .. } => {
+            let canvas = crate::canvas::find_canvas(db, ws, canvas_id)
+                .await
+                .map_err(|_| DomainError::invalid("canvas_id", "Invalid Canvas ID"))?;
+            if !matches!(canvas.draft.entry, crate::canvas::Entry::Api)
+                || canvas.live_version.is_none()
+            {
+                return Err(DomainError::invalid(
+                    "canvas_id",
+                    "Invalid Canvas ID: not a launched API-triggered Canvas",
+                ));
+            }
+            Ok(None)
+        }
     }
 }
 
@@ -209,6 +230,7 @@ fn kind_name(kind: &ScheduledKind) -> &'static str {
     match kind {
         ScheduledKind::Messages { .. } => KIND_MESSAGES,
         ScheduledKind::CampaignTrigger { .. } => KIND_CAMPAIGN_TRIGGER,
+        ScheduledKind::CanvasTrigger { .. } => KIND_CANVAS_TRIGGER,
     }
 }
 
@@ -638,6 +660,11 @@ async fn carry_out<C: ConnectionTrait + TransactionTrait>(
         )
         .await
         .map(|_| ()),
+        ScheduledKind::CanvasTrigger { canvas_id, request } => {
+            crate::canvas::trigger_canvas(txn, &ws, &canvas_id, request, now)
+                .await
+                .map(|_| ())
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Duration, Utc};
 use domain::CampaignId;
 use domain::campaign::{self, Bucket, CampaignFilter, CampaignInput, CampaignStatus, CapRule};
+use domain::canvas;
 use serde_json::{Value, json};
 
 use super::{ApiCaller, ApiError};
@@ -221,27 +222,7 @@ pub async fn campaigns_stats(
 ) -> Result<Json<Value>, ApiError> {
     let ws = manage(&caller)?;
     let id = parse_campaign_id(&id)?;
-    let time = |field: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
-        query
-            .get(field)
-            .map(|t| {
-                DateTime::parse_from_rfc3339(t)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| ApiError::bad_request(format!("{field}: must be an ISO 8601 time")))
-            })
-            .transpose()
-    };
-    // By default up to a second from now, so sends made this very instant count.
-    let until = time("until")?.unwrap_or_else(|| state.clock.now() + Duration::seconds(1));
-    let since = time("since")?.unwrap_or(until - Duration::days(7));
-    if since >= until {
-        return Err(ApiError::bad_request("since: must be before until"));
-    }
-    let bucket = match query.get("bucket").map(String::as_str) {
-        None | Some("day") => Bucket::Day,
-        Some("hour") => Bucket::Hour,
-        Some(_) => return Err(ApiError::bad_request("bucket: must be hour or day")),
-    };
+    let (since, until, bucket) = stats_period(&query, state.clock.now())?;
     campaign::find_campaign(&state.db, &ws, &id).await?;
     let stats = campaign::campaign_stats(&state.db, &ws, &id, since, until, bucket, None).await?;
     Ok(Json(json!({ "message": "success", "stats": stats })))
@@ -265,6 +246,35 @@ pub async fn campaigns_progress(
     )
     .await?;
     Ok(Json(json!({ "message": "success", "progress": progress })))
+}
+
+/// `since`, `until` (ISO 8601; by default the 7 days up to a second from now, so sends made this
+/// very instant count) and `bucket` (`hour` or `day`).
+fn stats_period(
+    query: &std::collections::HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>, Bucket), ApiError> {
+    let time = |field: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+        query
+            .get(field)
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| ApiError::bad_request(format!("{field}: must be an ISO 8601 time")))
+            })
+            .transpose()
+    };
+    let until = time("until")?.unwrap_or(now + Duration::seconds(1));
+    let since = time("since")?.unwrap_or(until - Duration::days(7));
+    if since >= until {
+        return Err(ApiError::bad_request("since: must be before until"));
+    }
+    let bucket = match query.get("bucket").map(String::as_str) {
+        None | Some("day") => Bucket::Day,
+        Some("hour") => Bucket::Hour,
+        Some(_) => return Err(ApiError::bad_request("bucket: must be hour or day")),
+    };
+    Ok((since, until, bucket))
 }
 
 /// `GET /api/v1/frequency_caps` (`herald.manage`).
@@ -301,4 +311,133 @@ pub async fn caps_delete(
     let ws = manage(&caller)?;
     campaign::delete_cap_rule(&state.db, &ws, &id).await?;
     Ok(Json(json!({ "message": "success" })))
+}
+
+// ---- Canvases: the same operations as the dashboard's Canvas pages.
+
+fn parse_canvas_id(id: &str) -> Result<domain::CanvasId, ApiError> {
+    domain::CanvasId::parse(id).map_err(|_| ApiError::NotFound)
+}
+
+fn canvas_json(c: &canvas::Canvas) -> Value {
+    json!({ "message": "success", "canvas": c })
+}
+
+/// `GET /api/v1/canvases?status=&tag=&include_archived=` (`herald.manage`).
+pub async fn canvases_list(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let ws = manage(&caller)?;
+    let status = match query.get("status") {
+        None => None,
+        Some(s) => Some(canvas::CanvasStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request("status: must be draft, active, paused, stopped or archived")
+        })?),
+    };
+    let filter = canvas::CanvasFilter {
+        status,
+        tag: query.get("tag").cloned(),
+        include_archived: query.get("include_archived").is_some_and(|v| v == "true"),
+    };
+    let canvases = canvas::list_canvases(&state.db, &ws, &filter).await?;
+    Ok(Json(json!({ "message": "success", "canvases": canvases })))
+}
+
+/// `POST /api/v1/canvases` (`herald.manage`): a new draft.
+pub async fn canvases_create(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let ws = manage(&caller)?;
+    let (input, _) = typed_body::<canvas::CanvasInput>(&bytes)?;
+    let created = canvas::create_canvas(&state.db, &ws, input, state.clock.now()).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(canvas_json(&created))))
+}
+
+/// `GET /api/v1/canvases/{id}` (`herald.manage`), with the draft's launch problems.
+pub async fn canvases_get(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ws = manage(&caller)?;
+    let found = canvas::find_canvas(&state.db, &ws, &parse_canvas_id(&id)?).await?;
+    let problems = canvas::check_definition(&state.db, &ws, &found.draft).await?;
+    let mut answer = canvas_json(&found);
+    answer["problems"] = serde_json::to_value(problems).unwrap_or_default();
+    Ok(Json(answer))
+}
+
+/// `PUT /api/v1/canvases/{id}` (`herald.manage`): saves the definition; for a launched Canvas a
+/// new version that new entries use (users inside stay on theirs). `version` in the body makes it
+/// conditional.
+pub async fn canvases_update(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ws = manage(&caller)?;
+    let (input, raw) = typed_body::<canvas::CanvasInput>(&bytes)?;
+    let version = match raw.get("version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or_else(|| ApiError::bad_request("version: must be a whole number"))?,
+        ),
+    };
+    let updated = canvas::update_canvas(
+        &state.db,
+        &ws,
+        &parse_canvas_id(&id)?,
+        input,
+        version,
+        state.clock.now(),
+    )
+    .await?;
+    Ok(Json(canvas_json(&updated)))
+}
+
+/// `POST /api/v1/canvases/{id}/{action}` (`herald.manage`): `launch`, `pause`, `resume`, `stop`,
+/// `archive`, `unarchive` or `duplicate`.
+pub async fn canvases_action(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let ws = manage(&caller)?;
+    let id = parse_canvas_id(&id)?;
+    let now = state.clock.now();
+    let db = &state.db;
+    let result = match action.as_str() {
+        "launch" => canvas::launch_canvas(db, &ws, &id, now).await?,
+        "pause" => canvas::pause_canvas(db, &ws, &id, now).await?,
+        "resume" => canvas::resume_canvas(db, &ws, &id, now).await?,
+        "stop" => canvas::stop_canvas(db, &ws, &id, now).await?,
+        "archive" => canvas::archive_canvas(db, &ws, &id, now).await?,
+        "unarchive" => canvas::unarchive_canvas(db, &ws, &id, now).await?,
+        "duplicate" => canvas::duplicate_canvas(db, &ws, &id, now).await?,
+        _ => return Err(ApiError::NotFound),
+    };
+    state.engine.notify_one();
+    Ok(Json(canvas_json(&result)))
+}
+
+/// `GET /api/v1/canvases/{id}/stats?since=&until=&bucket=` (`herald.manage`).
+pub async fn canvases_stats(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let ws = manage(&caller)?;
+    let id = parse_canvas_id(&id)?;
+    let (since, until, bucket) = stats_period(&query, state.clock.now())?;
+    canvas::find_canvas(&state.db, &ws, &id).await?;
+    let stats = canvas::canvas_stats(&state.db, &ws, &id, since, until, bucket).await?;
+    Ok(Json(json!({ "message": "success", "stats": stats })))
 }

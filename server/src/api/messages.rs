@@ -393,9 +393,9 @@ pub async fn schedule_update(
                     variant_id,
                     send_tag,
                 }),
-                ScheduledKind::CampaignTrigger { .. } => {
+                ScheduledKind::CampaignTrigger { .. } | ScheduledKind::CanvasTrigger { .. } => {
                     return Err(ApiError::bad_request(
-                        "schedule_id: this schedule triggers a campaign; update it with /campaigns/trigger/schedule/update",
+                        "schedule_id: this schedule triggers a campaign or Canvas; update it with its trigger/schedule/update endpoint",
                     ));
                 }
             }
@@ -444,26 +444,35 @@ pub async fn scheduled_broadcasts(
     let ws = caller.key.workspace_id.clone();
     let mut items: Vec<(DateTime<Utc>, Value)> = Vec::new();
     for scheduled in campaign::list_scheduled(&state.db, &ws, end).await? {
-        let (name, campaign_id, kind) = match &scheduled.kind {
-            ScheduledKind::Messages { campaign_id, .. } => {
-                ("API send", campaign_id.clone(), "messages")
-            }
-            ScheduledKind::CampaignTrigger { campaign_id, .. } => {
-                ("Triggered campaign", Some(campaign_id.clone()), "campaign_trigger")
-            }
+        let (name, kind, owner) = match &scheduled.kind {
+            ScheduledKind::Messages { campaign_id, .. } => (
+                "API send",
+                "messages",
+                json!({ "campaign_api_identifier": campaign_id }),
+            ),
+            ScheduledKind::CampaignTrigger { campaign_id, .. } => (
+                "Triggered campaign",
+                "campaign_trigger",
+                json!({ "campaign_api_identifier": campaign_id }),
+            ),
+            ScheduledKind::CanvasTrigger { canvas_id, .. } => (
+                "Triggered Canvas",
+                "canvas_trigger",
+                json!({ "canvas_api_identifier": canvas_id }),
+            ),
         };
-        items.push((
-            scheduled.send_at,
-            json!({
-                "name": name,
-                "type": kind,
-                "campaign_api_identifier": campaign_id,
-                "schedule_id": scheduled.schedule_id,
-                "send_id": Value::Null,
-                "time": scheduled.send_at.to_rfc3339(),
-                "in_local_time": scheduled.in_local_time,
-            }),
-        ));
+        let mut item = json!({
+            "name": name,
+            "type": kind,
+            "schedule_id": scheduled.schedule_id,
+            "send_id": Value::Null,
+            "time": scheduled.send_at.to_rfc3339(),
+            "in_local_time": scheduled.in_local_time,
+        });
+        if let (Some(item), Some(owner)) = (item.as_object_mut(), owner.as_object()) {
+            item.extend(owner.clone());
+        }
+        items.push((scheduled.send_at, item));
     }
     let campaigns = campaign::list_campaigns(&state.db, &ws, &Default::default()).await?;
     for c in campaigns {

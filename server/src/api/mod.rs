@@ -3,6 +3,7 @@
 //! the caller's requests are counted, and every response carries the rate-limit headers.
 
 mod campaigns;
+mod canvases;
 mod error;
 mod gate;
 mod management;
@@ -46,6 +47,19 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(management::campaigns_action),
         )
         .route(
+            "/v1/canvases",
+            get(management::canvases_list).post(management::canvases_create),
+        )
+        .route(
+            "/v1/canvases/{id}",
+            get(management::canvases_get).put(management::canvases_update),
+        )
+        .route("/v1/canvases/{id}/stats", get(management::canvases_stats))
+        .route(
+            "/v1/canvases/{id}/{action}",
+            post(management::canvases_action),
+        )
+        .route(
             "/v1/frequency_caps",
             get(management::caps_list).post(management::caps_create),
         )
@@ -84,6 +98,22 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/campaigns/details", get(campaigns::details))
         .route("/campaigns/data_series", get(campaigns::campaign_data_series))
         .route("/sends/id/create", post(campaigns::create_send_id))
+        .route("/canvas/trigger/send", post(canvases::trigger_send))
+        .route(
+            "/canvas/trigger/schedule/create",
+            post(canvases::trigger_schedule_create),
+        )
+        .route(
+            "/canvas/trigger/schedule/update",
+            post(canvases::trigger_schedule_update),
+        )
+        .route(
+            "/canvas/trigger/schedule/delete",
+            post(canvases::trigger_schedule_delete),
+        )
+        .route("/canvas/list", get(canvases::list))
+        .route("/canvas/details", get(canvases::details))
+        .route("/canvas/data_series", get(canvases::data_series))
         .route("/sends/data_series", get(campaigns::send_data_series))
         .route("/segments/list", get(segments::list))
         .route("/segments/details", get(segments::details))

@@ -60,9 +60,7 @@ pub async fn openapi() -> Json<Value> {
 }
 
 pub fn document() -> Value {
-    let campaign = reference("Campaign");
     let input = reference("CampaignInput");
-    let manage = "herald.manage";
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -165,10 +163,40 @@ pub fn document() -> Value {
                     } }]
                 },
                 "Progress": { "type": "object", "properties": { "queued": { "type": "integer" }, "retrying": { "type": "integer" }, "delivered": { "type": "integer" }, "failed": { "type": "integer" }, "aborted": { "type": "integer" } } },
+                "CanvasInput": {
+                    "type": "object",
+                    "properties": {
+                        "name": { "type": "string", "maxLength": 200 },
+                        "description": { "type": "string" },
+                        "tags": { "type": "array", "items": { "type": "string" } },
+                        "definition": { "type": "object", "description": "entry (`{\"type\": \"scheduled\"|\"action\"|\"api\", …}`), audience, exit (events, segment_ids, filter), settings (rate_per_minute, reentry_after_seconds, entry_limit, time_zone), variants (`[{name, percent, first_step}]`), control_percent, and steps: `[{id, name, type, …}]` where type is message (message, next), delay (delay: for/until/weekday, next), decision_split (segment_ids, filter, yes, no), audience_paths (paths, everyone_else), action_paths (window_seconds, paths, everyone_else), experiment (paths, control_percent), user_update (attributes, next), context (variables, next) or exit." }
+                    },
+                    "required": ["name", "definition"]
+                },
+                "Canvas": {
+                    "allOf": [reference("CanvasInput"), { "type": "object", "properties": {
+                        "id": { "type": "string", "format": "uuid" },
+                        "status": { "enum": ["draft", "active", "paused", "stopped", "archived"] },
+                        "draft": { "type": "object", "description": "the definition being edited" },
+                        "live_version": { "type": ["integer", "null"], "description": "the frozen version new entries use" },
+                        "version": { "type": "integer" }
+                    } }]
+                },
                 "CapRule": { "type": "object", "properties": { "id": { "type": "string" }, "tag": { "type": ["string", "null"] }, "max_sends": { "type": "integer", "minimum": 1 }, "window_seconds": { "type": "integer", "minimum": 60, "maximum": 2_592_000 } }, "required": ["max_sends", "window_seconds"] }
             }
         },
-        "paths": {
+        "paths": paths(),
+    })
+}
+
+/// The paths, in groups (one `json!` for all of them exceeds the macro recursion limit).
+fn paths() -> Value {
+    let manage = "herald.manage";
+    let campaign = reference("Campaign");
+    let input = reference("CampaignInput");
+    let mut paths = serde_json::Map::new();
+    for group in [
+        json!({
             "/v1/workspace": { "get": operation("The key's workspace and permissions", "any", json!({ "responses": ok(json!({ "type": "object" })) })) },
             "/v1/campaigns": {
                 "get": operation("List campaigns, newest first", manage, json!({
@@ -195,13 +223,43 @@ pub fn document() -> Value {
                     "parameters": [path_id(), query("since", "ISO 8601; default 7 days before until"), query("until", "ISO 8601; default now"), query("bucket", "hour or day")],
                     "responses": ok(success_with("stats", json!({ "type": "object" })))
                 }))
-            },
+            }
+        }),
+        json!({
             "/v1/campaigns/{id}/progress": {
                 "get": operation("Live progress of the campaign's sends", manage, json!({
                     "parameters": [path_id(), query("dispatch_id", "only this dispatch")],
                     "responses": ok(success_with("progress", reference("Progress")))
                 }))
             },
+            "/v1/canvases": {
+                "get": operation("List Canvases, newest first", manage, json!({
+                    "parameters": [query("status", "draft, active, paused, stopped or archived"), query("tag", "only Canvases with this tag"), query("include_archived", "true to include archived Canvases")],
+                    "responses": ok(success_with("canvases", json!({ "type": "array", "items": reference("Canvas") })))
+                })),
+                "post": operation("Create a draft Canvas", manage, json!({
+                    "requestBody": body(reference("CanvasInput")),
+                    "responses": { "201": { "description": "created", "content": { "application/json": { "schema": success_with("canvas", reference("Canvas")) } } }, "400": { "$ref": "#/components/responses/BadRequest" } }
+                }))
+            },
+            "/v1/canvases/{id}": {
+                "get": operation("One Canvas, with the problems that block its launch", manage, json!({ "parameters": [path_id()], "responses": ok(success_with("canvas", reference("Canvas"))) })),
+                "put": operation("Save a Canvas's definition (a launched Canvas gets a new version; users inside stay on theirs)", manage, json!({ "parameters": [path_id()], "requestBody": body(reference("CanvasInput")), "responses": ok(success_with("canvas", reference("Canvas"))) }))
+            },
+            "/v1/canvases/{id}/{action}": {
+                "post": operation("launch, pause, resume, stop, archive, unarchive or duplicate a Canvas", manage, json!({
+                    "parameters": [path_id(), { "name": "action", "in": "path", "required": true, "schema": { "enum": ["launch", "pause", "resume", "stop", "archive", "unarchive", "duplicate"] } }],
+                    "responses": ok(success_with("canvas", reference("Canvas")))
+                }))
+            },
+            "/v1/canvases/{id}/stats": {
+                "get": operation("Entries, per-step figures and a time series", manage, json!({
+                    "parameters": [path_id(), query("since", "ISO 8601"), query("until", "ISO 8601"), query("bucket", "hour or day")],
+                    "responses": ok(success_with("stats", json!({ "type": "object" })))
+                }))
+            }
+        }),
+        json!({
             "/v1/frequency_caps": {
                 "get": operation("The workspace's frequency-capping rules", manage, json!({ "responses": ok(success_with("rules", json!({ "type": "array", "items": reference("CapRule") }))) })),
                 "post": operation("Add a frequency-capping rule (at most 10)", manage, json!({ "requestBody": body(reference("CapRule")), "responses": { "201": { "description": "created" }, "400": { "$ref": "#/components/responses/BadRequest" } } }))
@@ -211,18 +269,38 @@ pub fn document() -> Value {
             },
             "/messages/send": { "post": operation("Braze: send a webhook now (tracked under an API campaign with campaign_id)", "messages.send", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(success_with("dispatch_id", json!({ "type": "string" }))) })) },
             "/messages/schedule/create": { "post": operation("Braze: schedule a webhook", "messages.schedule.create", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(success_with("schedule_id", json!({ "type": "string" }))) })) },
-            "/messages/schedule/update": { "post": operation("Braze: change a scheduled webhook", "messages.schedule.update", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) },
+            "/messages/schedule/update": { "post": operation("Braze: change a scheduled webhook", "messages.schedule.update", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) }
+        }),
+        json!({
             "/messages/schedule/delete": { "post": operation("Braze: cancel a scheduled webhook", "messages.schedule.delete", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) },
             "/messages/scheduled_broadcasts": { "get": operation("Braze: upcoming scheduled sends", "messages.schedule_broadcasts", json!({ "parameters": [query("end_time", "ISO 8601, required")], "responses": ok(json!({ "type": "object" })) })) },
             "/campaigns/trigger/send": { "post": operation("Braze: send an API-triggered campaign", "campaigns.trigger.send", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(success_with("dispatch_id", json!({ "type": "string" }))) })) },
             "/campaigns/trigger/schedule/create": { "post": operation("Braze: schedule an API-triggered campaign", "campaigns.trigger.schedule.create", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(success_with("schedule_id", json!({ "type": "string" }))) })) },
-            "/campaigns/trigger/schedule/update": { "post": operation("Braze: change a scheduled trigger", "campaigns.trigger.schedule.update", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) },
+            "/campaigns/trigger/schedule/update": { "post": operation("Braze: change a scheduled trigger", "campaigns.trigger.schedule.update", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) }
+        }),
+        json!({
             "/campaigns/trigger/schedule/delete": { "post": operation("Braze: cancel a scheduled trigger", "campaigns.trigger.schedule.delete", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) },
             "/campaigns/list": { "get": operation("Braze: list campaigns", "campaigns.list", json!({ "parameters": [query("page", "0-based"), query("include_archived", "true or false"), query("sort_direction", "asc or desc")], "responses": ok(json!({ "type": "object" })) })) },
             "/campaigns/details": { "get": operation("Braze: one campaign", "campaigns.details", json!({ "parameters": [query("campaign_id", "required")], "responses": ok(json!({ "type": "object" })) })) },
             "/campaigns/data_series": { "get": operation("Braze: a campaign's sends over time", "campaigns.data_series", json!({ "parameters": [query("campaign_id", "required"), query("length", "1 to 100, required"), query("ending_at", "ISO 8601"), query("unit", "day or hour")], "responses": ok(json!({ "type": "object" })) })) },
+            "/canvas/trigger/send": { "post": operation("Braze: enter users into an API-triggered Canvas (context or canvas_entry_properties); 201, with a notice when paused or archived", "canvas.trigger.send", json!({ "requestBody": body(json!({ "type": "object" })), "responses": { "201": { "description": "accepted" }, "400": { "$ref": "#/components/responses/BadRequest" } } })) }
+        }),
+        json!({
+            "/canvas/trigger/schedule/create": { "post": operation("Braze: schedule Canvas entries", "canvas.trigger.schedule.create", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(success_with("schedule_id", json!({ "type": "string" }))) })) },
+            "/canvas/trigger/schedule/update": { "post": operation("Braze: change scheduled Canvas entries", "canvas.trigger.schedule.update", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) },
+            "/canvas/trigger/schedule/delete": { "post": operation("Braze: cancel scheduled Canvas entries", "canvas.trigger.schedule.delete", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) },
+            "/canvas/list": { "get": operation("Braze: list Canvases", "canvas.list", json!({ "parameters": [query("page", "0-based"), query("include_archived", "true or false"), query("sort_direction", "asc or desc")], "responses": ok(json!({ "type": "object" })) })) },
+            "/canvas/details": { "get": operation("Braze: one Canvas", "canvas.details", json!({ "parameters": [query("canvas_id", "required")], "responses": ok(json!({ "type": "object" })) })) }
+        }),
+        json!({
+            "/canvas/data_series": { "get": operation("Braze: a Canvas's entries and sends over time", "canvas.data_series", json!({ "parameters": [query("canvas_id", "required"), query("length", "1 to 100, required"), query("ending_at", "ISO 8601"), query("unit", "day or hour")], "responses": ok(json!({ "type": "object" })) })) },
             "/sends/id/create": { "post": operation("Braze: create a send_id for a campaign", "sends.id.create", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(success_with("send_id", json!({ "type": "string" }))) })) },
             "/sends/data_series": { "get": operation("Braze: one send_id's sends over time", "sends.data_series", json!({ "parameters": [query("campaign_id", "required"), query("send_id", "required"), query("length", "1 to 100, required")], "responses": ok(json!({ "type": "object" })) })) }
+        }),
+    ] {
+        if let Value::Object(group) = group {
+            paths.extend(group);
         }
-    })
+    }
+    Value::Object(paths)
 }

@@ -169,3 +169,56 @@ impl TestApp {
         .secret
     }
 }
+
+/// A local webhook receiver that hands every request body to the test as it arrives; returns its
+/// URL and the stream of bodies.
+pub async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use axum::extract::State;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new()
+        .fallback(
+            |State(tx): State<tokio::sync::mpsc::UnboundedSender<String>>, body: String| async move {
+                let _ = tx.send(body);
+                "ok"
+            },
+        )
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), rx)
+}
+
+/// The next webhook body (as JSON when it is JSON), or a failure after 20 s.
+pub async fn next_webhook(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> serde_json::Value {
+    let body = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+        .await
+        .expect("a webhook arrives")
+        .unwrap();
+    serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body))
+}
+
+impl TestApp {
+    /// Calls `/api{path}` with a key; returns the status and the JSON answer.
+    pub async fn api(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}/api{path}", self.base))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+}

@@ -1,0 +1,484 @@
+//! Braze's Canvas endpoints: `POST /canvas/trigger/send`, `/canvas/trigger/schedule/*`, and the
+//! exports `GET /canvas/list`, `/canvas/details` and `/canvas/data_series`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use domain::campaign::{self, Bucket, ScheduledKind};
+use domain::canvas::{
+    self, Canvas, CanvasFilter, CanvasRecipient, CanvasStatus, CanvasTarget,
+    CanvasTriggerRequest, Entry,
+};
+use domain::{CanvasId, WorkspaceId};
+use serde_json::{Map, Value, json};
+
+use super::messages::{braze_error, flag, opt_str, schedule_answer, schedule_id, schedule_object};
+use super::users::json_body;
+use super::{ApiCaller, ApiError};
+use crate::AppState;
+
+/// Largest `context` object, serialized, as in Braze.
+const MAX_CONTEXT: usize = 50 * 1024;
+
+fn invalid_canvas(detail: impl Into<String>) -> ApiError {
+    ApiError::BadRequest {
+        message: "Invalid Canvas ID".into(),
+        errors: vec![detail.into()],
+    }
+}
+
+fn canvas_id(text: &str) -> Result<CanvasId, ApiError> {
+    CanvasId::parse(text)
+        .map_err(|_| invalid_canvas(format!("canvas_id: no Canvas has the id “{text}”")))
+}
+
+fn required_canvas(body: &Value) -> Result<CanvasId, ApiError> {
+    let id = opt_str(body, "canvas_id")?
+        .ok_or_else(|| invalid_canvas("canvas_id: is required"))?;
+    canvas_id(id)
+}
+
+/// `context`, or its older name `canvas_entry_properties`; both at once must agree on neither
+/// being given twice.
+fn context(value: &Value, at: &str) -> Result<Map<String, Value>, ApiError> {
+    let read = |field: &str| -> Result<Option<Map<String, Value>>, ApiError> {
+        match value.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(map.clone())),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "{at}{field}: must be an object"
+            ))),
+        }
+    };
+    match (read("context")?, read("canvas_entry_properties")?) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(format!(
+            "{at}context: give context or canvas_entry_properties, not both"
+        ))),
+        (Some(map), None) | (None, Some(map)) => Ok(map),
+        (None, None) => Ok(Map::new()),
+    }
+}
+
+/// Reads the body of `/canvas/trigger/send` (and of its schedule variants).
+fn trigger_request(body: &Value) -> Result<CanvasTriggerRequest, ApiError> {
+    let context = context(body, "")?;
+    if serde_json::to_string(&context).map_or(0, |s| s.len()) > MAX_CONTEXT {
+        return Err(ApiError::bad_request("context: must be at most 50 KB"));
+    }
+    let broadcast = flag(body, "broadcast")?;
+    let recipients = match body.get("recipients") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(items),
+        Some(_) => return Err(ApiError::bad_request("recipients: must be an array")),
+    };
+    let target = match (recipients, broadcast) {
+        (Some(_), true) => {
+            return Err(ApiError::bad_request(
+                "broadcast: cannot be true when recipients are listed",
+            ));
+        }
+        (None, false) => {
+            return Err(ApiError::BadRequest {
+                message: "No Recipients".into(),
+                errors: vec![
+                    "give recipients, or broadcast: true to enter the Canvas's whole audience"
+                        .into(),
+                ],
+            });
+        }
+        (None, true) => {
+            let audience = match body.get("audience").filter(|a| !a.is_null()) {
+                None => None,
+                Some(a) => Some(domain::segment::from_connected_audience(a)?),
+            };
+            CanvasTarget::Broadcast { audience }
+        }
+        (Some(items), false) => {
+            if items.len() > domain::messaging::MAX_LISTED_RECIPIENTS {
+                return Err(ApiError::BadRequest {
+                    message: "The max number of external_ids and aliases per request was exceeded"
+                        .into(),
+                    errors: vec!["recipients: at most 50 per request".into()],
+                });
+            }
+            let mut recipients = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                recipients.push(recipient(i, item)?);
+            }
+            CanvasTarget::Recipients { recipients }
+        }
+    };
+    Ok(CanvasTriggerRequest { target, context })
+}
+
+fn recipient(i: usize, item: &Value) -> Result<CanvasRecipient, ApiError> {
+    let at = format!("recipients[{i}].");
+    if !item.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "recipients[{i}]: must be an object"
+        )));
+    }
+    for unsupported in ["user_alias", "email"] {
+        if item.get(unsupported).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::bad_request(format!(
+                "{at}{unsupported}: not supported yet; use external_user_id"
+            )));
+        }
+    }
+    let external_user_id = item
+        .get("external_user_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("{at}external_user_id: is required")))?
+        .to_string();
+    let send_to_existing_only = match item.get("send_to_existing_only") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "{at}send_to_existing_only: must be true or false"
+            )));
+        }
+    };
+    let attributes = match item.get("attributes") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map.clone()),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "{at}attributes: must be an object of user attributes"
+            )));
+        }
+    };
+    if !send_to_existing_only && attributes.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "{at}attributes: is required when send_to_existing_only is false"
+        )));
+    }
+    Ok(CanvasRecipient {
+        external_user_id,
+        context: context(item, &at)?,
+        send_to_existing_only,
+        attributes,
+    })
+}
+
+fn canvas_error(error: domain::DomainError) -> ApiError {
+    if error.field() == Some("canvas_id") {
+        invalid_canvas(error.to_string())
+    } else {
+        braze_error(error)
+    }
+}
+
+/// `POST /canvas/trigger/send` (`canvas.trigger.send`): enters up to 50 listed recipients (each
+/// with their own `context` and `attributes`) or, with `broadcast: true`, the Canvas's whole
+/// entry audience. Answers 201; a paused or archived Canvas accepts the call, enters no one and
+/// says so in `notice`.
+pub async fn trigger_send(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require("canvas.trigger.send")?;
+    let body = json_body(&bytes)?;
+    let id = required_canvas(&body)?;
+    let request = trigger_request(&body)?;
+    let outcome = canvas::trigger_canvas(
+        &state.db,
+        &caller.key.workspace_id,
+        &id,
+        request,
+        state.clock.now(),
+    )
+    .await
+    .map_err(canvas_error)?;
+    state.engine.notify_one();
+    let mut answer = json!({ "message": "success", "dispatch_id": outcome.dispatch_id });
+    if let Some(notice) = outcome.notice {
+        answer["notice"] = notice.into();
+    }
+    if !outcome.unknown_recipients.is_empty() {
+        answer["errors"] = outcome
+            .unknown_recipients
+            .iter()
+            .map(|id| {
+                Value::String(format!(
+                    "recipients: no user has the external id “{id}” (send_to_existing_only is true)"
+                ))
+            })
+            .collect();
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// `POST /canvas/trigger/schedule/create` (`canvas.trigger.schedule.create`).
+pub async fn trigger_schedule_create(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("canvas.trigger.schedule.create")?;
+    let body = json_body(&bytes)?;
+    let id = required_canvas(&body)?;
+    let request = trigger_request(&body)?;
+    let (time, local) = schedule_object(&body)?;
+    let scheduled = campaign::create_scheduled(
+        &state.db,
+        &caller.key.workspace_id,
+        ScheduledKind::CanvasTrigger {
+            canvas_id: id,
+            request,
+        },
+        time,
+        local,
+        state.clock.now(),
+    )
+    .await
+    .map_err(canvas_error)?;
+    Ok(schedule_answer(&scheduled))
+}
+
+/// `POST /canvas/trigger/schedule/update` (`canvas.trigger.schedule.update`).
+pub async fn trigger_schedule_update(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("canvas.trigger.schedule.update")?;
+    let body = json_body(&bytes)?;
+    let id = schedule_id(&body)?;
+    let time = match body.get("schedule") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(schedule_object(&body)?),
+    };
+    let changes_target = [
+        "recipients",
+        "broadcast",
+        "context",
+        "canvas_entry_properties",
+        "audience",
+    ]
+    .iter()
+    .any(|f| body.get(*f).is_some_and(|v| !v.is_null()));
+    let kind = if changes_target {
+        Some(ScheduledKind::CanvasTrigger {
+            canvas_id: required_canvas(&body)?,
+            request: trigger_request(&body)?,
+        })
+    } else {
+        None
+    };
+    if time.is_none() && kind.is_none() {
+        return Err(ApiError::bad_request(
+            "give a schedule, recipients or context to change",
+        ));
+    }
+    let scheduled = campaign::update_scheduled(
+        &state.db,
+        &caller.key.workspace_id,
+        &id,
+        kind,
+        time,
+        state.clock.now(),
+    )
+    .await
+    .map_err(canvas_error)?;
+    Ok(schedule_answer(&scheduled))
+}
+
+/// `POST /canvas/trigger/schedule/delete` (`canvas.trigger.schedule.delete`).
+pub async fn trigger_schedule_delete(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("canvas.trigger.schedule.delete")?;
+    let body = json_body(&bytes)?;
+    let id = schedule_id(&body)?;
+    campaign::cancel_scheduled(
+        &state.db,
+        &caller.key.workspace_id,
+        &id,
+        state.clock.now(),
+    )
+    .await
+    .map_err(canvas_error)?;
+    Ok(Json(json!({ "message": "success" })))
+}
+
+/// `GET /canvas/list` (`canvas.list`): 100 per page, oldest first unless `sort_direction=desc`.
+pub async fn list(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("canvas.list")?;
+    let page: usize = match query.get("page") {
+        None => 0,
+        Some(p) => p
+            .parse()
+            .map_err(|_| ApiError::bad_request("page: must be a whole number"))?,
+    };
+    let include_archived = query.get("include_archived").is_some_and(|v| v == "true");
+    let descending = match query.get("sort_direction").map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(ApiError::bad_request("sort_direction: must be asc or desc")),
+    };
+    let filter = CanvasFilter {
+        include_archived,
+        ..Default::default()
+    };
+    let mut canvases = canvas::list_canvases(&state.db, &caller.key.workspace_id, &filter).await?;
+    canvases.sort_by_key(|c| c.created_at);
+    if descending {
+        canvases.reverse();
+    }
+    let canvases: Vec<Value> = canvases
+        .into_iter()
+        .skip(page * 100)
+        .take(100)
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "tags": c.tags,
+                "last_edited": c.updated_at.to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "message": "success", "canvases": canvases })))
+}
+
+async fn canvas_from_query(
+    state: &AppState,
+    ws: &WorkspaceId,
+    query: &HashMap<String, String>,
+) -> Result<Canvas, ApiError> {
+    let id = query
+        .get("canvas_id")
+        .ok_or_else(|| invalid_canvas("canvas_id: is required"))?;
+    let id = canvas_id(id)?;
+    canvas::find_canvas(&state.db, ws, &id)
+        .await
+        .map_err(|e| match e {
+            domain::DomainError::NotFound(_) => invalid_canvas("canvas_id: no Canvas has this id"),
+            other => other.into(),
+        })
+}
+
+fn schedule_type(entry: &Entry) -> &'static str {
+    match entry {
+        Entry::Scheduled { .. } => "date",
+        Entry::Action { .. } => "action_based",
+        Entry::Api => "api_triggered",
+    }
+}
+
+/// `GET /canvas/details?canvas_id=…` (`canvas.details`), in Braze's shape.
+pub async fn details(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("canvas.details")?;
+    let c = canvas_from_query(&state, &caller.key.workspace_id, &query).await?;
+    let variants: Vec<Value> = c
+        .draft
+        .variants
+        .iter()
+        .map(|v| json!({ "name": v.name, "id": v.id, "first_step_ids": v.first_step.iter().collect::<Vec<_>>() }))
+        .collect();
+    let steps: Vec<Value> = c
+        .draft
+        .steps
+        .iter()
+        .map(|s| {
+            let kind = serde_json::to_value(&s.kind).unwrap_or(Value::Null);
+            json!({
+                "name": s.name,
+                "id": s.id,
+                "type": kind.get("type").cloned().unwrap_or(Value::Null),
+                "channels": if kind.get("type") == Some(&json!("message")) { json!(["webhook"]) } else { json!([]) },
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "message": "success",
+        "created_at": c.created_at.to_rfc3339(),
+        "updated_at": c.updated_at.to_rfc3339(),
+        "name": c.name,
+        "description": c.description,
+        "archived": c.status == CanvasStatus::Archived,
+        "draft": c.status == CanvasStatus::Draft,
+        "enabled": c.status == CanvasStatus::Active,
+        "has_post_launch_draft": false,
+        "schedule_type": schedule_type(&c.draft.entry),
+        "first_entry": c.launched_at.map(|t| t.to_rfc3339()),
+        "last_entry": Value::Null,
+        "channels": ["webhook"],
+        "variants": variants,
+        "tags": c.tags,
+        "teams": [],
+        "steps": steps,
+        "live_version": c.live_version,
+    })))
+}
+
+/// `GET /canvas/data_series?canvas_id=…&length=…` (`canvas.data_series`): entries and sends per
+/// day (or hour), with per-step totals.
+pub async fn data_series(
+    caller: ApiCaller,
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("canvas.data_series")?;
+    let ws = caller.key.workspace_id.clone();
+    let c = canvas_from_query(&state, &ws, &query).await?;
+    let length: i64 = query
+        .get("length")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| (1..=100).contains(l))
+        .ok_or_else(|| ApiError::bad_request("length: must be a whole number from 1 to 100"))?;
+    let end = match query.get("ending_at") {
+        None => state.clock.now() + Duration::seconds(1),
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ApiError::bad_request("ending_at: must be an ISO 8601 time"))?,
+    };
+    let bucket = match query.get("unit").map(String::as_str) {
+        None | Some("day") => Bucket::Day,
+        Some("hour") => Bucket::Hour,
+        Some(_) => return Err(ApiError::bad_request("unit: must be day or hour")),
+    };
+    let since = match bucket {
+        Bucket::Day => end - Duration::days(length),
+        Bucket::Hour => end - Duration::hours(length),
+    };
+    let stats = canvas::canvas_stats(&state.db, &ws, &c.id, since, end, bucket).await?;
+    let series: Vec<Value> = stats
+        .series
+        .iter()
+        .map(|(time, entries, sends)| {
+            json!({ "time": time.to_rfc3339(), "total_stats": { "entries": entries, "sends": sends } })
+        })
+        .collect();
+    Ok(Json(json!({
+        "message": "success",
+        "data": {
+            "name": c.name,
+            "stats": series,
+            "totals": {
+                "entries": stats.entries,
+                "in_progress": stats.in_progress,
+                "finished": stats.finished,
+                "exited": stats.exited,
+            },
+            "steps": stats.steps,
+        },
+    })))
+}
