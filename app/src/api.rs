@@ -513,3 +513,109 @@ pub async fn revoke_api_key(ws: String, key_id: String) -> Result<(), ServerFnEr
         .map_err(fail)?;
     Ok(())
 }
+
+/// One frequency-capping rule as the settings page lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapRuleRow {
+    pub id: String,
+    /// "every webhook" or "campaigns tagged …".
+    pub scope: String,
+    pub max_sends: u32,
+    pub window: String,
+}
+
+/// The workspace's frequency-capping rules and whether the caller may change them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapRulesView {
+    pub rules: Vec<CapRuleRow>,
+    pub can_administer: bool,
+}
+
+#[cfg(feature = "ssr")]
+fn window_text(seconds: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match seconds {
+        s if s % 604_800 == 0 => plural(s / 604_800, "week"),
+        s if s % 86_400 == 0 => plural(s / 86_400, "day"),
+        s if s % 3_600 == 0 => plural(s / 3_600, "hour"),
+        s => plural(s / 60, "minute"),
+    }
+}
+
+#[server(prefix = "/srv", endpoint = "cap_rules")]
+pub async fn get_cap_rules(ws: String) -> Result<CapRulesView, ServerFnError> {
+    let (_, access) = authorize(&ws, Capability::Read).await?;
+    let ctx = ctx()?;
+    let rules = domain::campaign::list_cap_rules(&ctx.db, &access.workspace_id())
+        .await
+        .map_err(fail)?;
+    Ok(CapRulesView {
+        rules: rules
+            .into_iter()
+            .map(|r| CapRuleRow {
+                id: r.id,
+                scope: match r.tag {
+                    Some(tag) => format!("campaigns tagged “{tag}”"),
+                    None => "every webhook".into(),
+                },
+                max_sends: r.max_sends,
+                window: window_text(r.window_seconds),
+            })
+            .collect(),
+        can_administer: access.role.allows(Capability::Administer),
+    })
+}
+
+/// Adds a rule: at most `max_sends` webhooks per user in `amount` `unit`s (`minutes`, `hours`,
+/// `days` or `weeks`), optionally only for campaigns tagged `tag`. Admins only.
+#[server(prefix = "/srv", endpoint = "create_cap_rule")]
+pub async fn create_cap_rule(
+    ws: String,
+    max_sends: String,
+    amount: String,
+    unit: String,
+    #[server(default)] tag: String,
+) -> Result<(), ServerFnError> {
+    let (_, access) = authorize(&ws, Capability::Administer).await?;
+    let ctx = ctx()?;
+    let max_sends: u32 = max_sends
+        .trim()
+        .parse()
+        .map_err(|_| ServerFnError::new("max_sends: must be a whole number of at least 1"))?;
+    let amount: u64 = amount
+        .trim()
+        .parse()
+        .map_err(|_| ServerFnError::new("window: must be a whole number"))?;
+    let unit_seconds = match unit.as_str() {
+        "minutes" => 60,
+        "hours" => 3_600,
+        "days" => 86_400,
+        "weeks" => 604_800,
+        _ => return Err(ServerFnError::new("window: choose minutes, hours, days or weeks")),
+    };
+    let tag = Some(tag.trim().to_string()).filter(|t| !t.is_empty());
+    domain::campaign::create_cap_rule(
+        &ctx.db,
+        &access.workspace_id(),
+        domain::campaign::CapRule {
+            id: String::new(),
+            tag,
+            max_sends,
+            window_seconds: amount.saturating_mul(unit_seconds),
+        },
+        ctx.clock.now(),
+    )
+    .await
+    .map_err(fail)?;
+    Ok(())
+}
+
+#[server(prefix = "/srv", endpoint = "delete_cap_rule")]
+pub async fn delete_cap_rule(ws: String, id: String) -> Result<(), ServerFnError> {
+    let (_, access) = authorize(&ws, Capability::Administer).await?;
+    let ctx = ctx()?;
+    domain::campaign::delete_cap_rule(&ctx.db, &access.workspace_id(), &id)
+        .await
+        .map_err(fail)?;
+    Ok(())
+}

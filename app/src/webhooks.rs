@@ -411,6 +411,7 @@ pub async fn get_activity(
     ws: String,
     #[server(default)] status: String,
     #[server(default)] source: String,
+    #[server(default)] source_id: String,
     #[server(default)] host: String,
     #[server(default)] hours: String,
 ) -> Result<ActivityView, ServerFnError> {
@@ -425,6 +426,7 @@ pub async fn get_activity(
     let filter = domain::outbox::SendFilter {
         status: nonempty(status),
         source_kind: nonempty(source),
+        source_id: nonempty(source_id),
         host: nonempty(host),
         recipient: None,
         since: hours.map(|h| now - chrono::Duration::hours(h)),

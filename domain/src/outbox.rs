@@ -186,6 +186,8 @@ pub async fn defer_source(
 pub struct SendFilter {
     pub status: Option<String>,
     pub source_kind: Option<String>,
+    /// Only sends of this campaign or Canvas (with `source_kind`).
+    pub source_id: Option<String>,
     pub host: Option<String>,
     /// Only sends to this recipient (external id).
     pub recipient: Option<String>,
@@ -206,6 +208,9 @@ pub async fn list_sends(
     }
     if let Some(kind) = &filter.source_kind {
         query = query.filter(webhook_send::Column::SourceKind.eq(kind.as_str()));
+    }
+    if let Some(id) = &filter.source_id {
+        query = query.filter(webhook_send::Column::SourceId.eq(id.as_str()));
     }
     if let Some(host) = &filter.host {
         query = query.filter(webhook_send::Column::Host.eq(host.as_str()));

@@ -157,6 +157,29 @@ test('launching sends every recipient its personalised webhook while the progres
   // Sends 3, delivered 3, no errors of any class, none aborted, one retry, 3 unique recipients.
   await page.locator('#variant-stats tfoot', { hasText: 'Total' }).waitFor();
   assert.match(await page.locator('#variant-stats tfoot').innerText(), /Total\s+3\s+3\s+100\.0%\s+0\s+0\s+0\s+0\s+1\s+3/);
+
+  // The Activity log opens narrowed to this campaign's sends.
+  await page.locator('#campaign-activity').click();
+  await page.waitForURL(/\/activity\?source=campaign&source_id=/);
+  await hydrated(page);
+  await page.locator('#filter-source-id').waitFor();
+  await page.getByText('Welcome pros').first().waitFor();
+});
+
+test('an admin adds and removes a frequency-capping rule', async () => {
+  await page.goto(`${base}/settings`);
+  await hydrated(page);
+  await page.locator('#no-cap-rules').waitFor();
+  const form = page.locator('#cap-rule-form');
+  await form.getByLabel('At most').fill('2');
+  await form.getByLabel('webhooks per').fill('1');
+  await form.getByLabel('for campaigns tagged').fill('promo');
+  await form.getByRole('button', { name: 'Add rule' }).click();
+  const row = page.locator('#cap-rules tr', { hasText: 'campaigns tagged “promo”' });
+  await row.getByText('2 webhooks').waitFor();
+  await row.getByText('1 day').waitFor();
+  await row.getByRole('button', { name: 'Remove' }).click();
+  await page.locator('#no-cap-rules').waitFor();
 });
 
 test('the list filters by status through the address and offers row actions', async () => {

@@ -5,7 +5,7 @@ use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::components::{EmptyState, ErrorPanel, FormError, Loading, last_error};
 use crate::pages::layout::use_ws;
@@ -116,8 +116,12 @@ pub fn AttemptView(attempt: AttemptRow) -> impl IntoView {
 #[component]
 pub fn ActivityPage() -> impl IntoView {
     let ws = use_ws();
+    // `?source=campaign&source_id=…` (from a campaign's or Canvas's report) narrows to its sends.
+    let query = use_query_map();
+    let from_query = |key: &str| query.with_untracked(|q| q.get(key).unwrap_or_default());
     let status = RwSignal::new(String::new());
-    let source = RwSignal::new(String::new());
+    let source = RwSignal::new(from_query("source"));
+    let source_id = RwSignal::new(from_query("source_id"));
     let host = RwSignal::new(String::new());
     let hours = RwSignal::new("24".to_string());
     let refresh = RwSignal::new(0u32);
@@ -128,13 +132,16 @@ pub fn ActivityPage() -> impl IntoView {
                 ws.get(),
                 status.get(),
                 source.get(),
+                source_id.get(),
                 host.get(),
                 hours.get(),
                 refresh.get(),
                 resend.version().get(),
             )
         },
-        |(ws, status, source, host, hours, ..)| get_activity(ws, status, source, host, hours),
+        |(ws, status, source, source_id, host, hours, ..)| {
+            get_activity(ws, status, source, source_id, host, hours)
+        },
     );
     let select = |label: &'static str,
                   id: &'static str,
@@ -156,6 +163,12 @@ pub fn ActivityPage() -> impl IntoView {
         <div class="filters card">
             {select("Status", "filter-status", status, &[("", "Any"), ("pending", "Pending"), ("delivered", "Delivered"), ("failed", "Failed"), ("aborted", "Aborted")])}
             {select("Source", "filter-source", source, &[("", "Any"), ("test", "Test sends"), ("api", "API"), ("campaign", "Campaigns"), ("canvas", "Canvases")])}
+            {move || (!source_id.get().is_empty()).then(|| view! {
+                <span class="chip" id="filter-source-id">
+                    "Only one " {move || if source.get() == "canvas" { "Canvas" } else { "campaign" }}
+                    <button type="button" class="link" on:click=move |_| source_id.set(String::new())>"show all"</button>
+                </span>
+            })}
             {select("Period", "filter-period", hours, &[("1", "Last hour"), ("24", "Last 24 hours"), ("168", "Last 7 days"), ("", "All time")])}
             <label for="filter-host">"Destination host"</label>
             <input id="filter-host" type="text" placeholder="api.example.com" on:change=move |ev| host.set(event_target_value(&ev))/>

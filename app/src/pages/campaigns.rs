@@ -2334,8 +2334,8 @@ pub fn CampaignReportPage() -> impl IntoView {
         </Transition>
         <p class="hint">
             "Each send, with its request and every attempt, is in the "
-            <a href=move || format!("/w/{}/activity", ws.get())>"Activity log"</a>
-            " (choose Source: Campaigns)."
+            <a id="campaign-activity" href=move || format!("/w/{}/activity?source=campaign&source_id={}", ws.get(), id())>"Activity log"</a>
+            "."
         </p>
     }
 }

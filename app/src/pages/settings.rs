@@ -6,9 +6,9 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::api::{
-    AddMember, ApiKeyRow, ChangeMemberRole, CreateApiKey, CreateInvite, MemberRow, RemoveMember,
-    RenameWorkspace, RevokeApiKey, RevokeInvite, SetWorkspaceArchived, get_workspace_details,
-    list_api_keys, list_members,
+    AddMember, ApiKeyRow, ChangeMemberRole, CreateApiKey, CreateCapRule, CreateInvite,
+    DeleteCapRule, MemberRow, RemoveMember, RenameWorkspace, RevokeApiKey, RevokeInvite,
+    SetWorkspaceArchived, get_cap_rules, get_workspace_details, list_api_keys, list_members,
 };
 use crate::components::{
     EmptyState, ErrorPanel, FormError, Loading, RoleSelect, last_error, role_label,
@@ -42,6 +42,7 @@ pub fn GeneralSettingsPage() -> impl IntoView {
         <Title text="Settings"/>
         <SettingsTabs/>
         <SigningCard/>
+        <FrequencyCapsCard/>
         <Transition fallback=Loading>
             {move || Suspend::new(async move {
                 let d = match details.await {
@@ -445,5 +446,83 @@ fn SigningCard() -> impl IntoView {
                 }.into_any()
             })}
         </Transition>
+    }
+}
+
+/// The workspace's frequency-capping rules: campaigns that obey caps (the default) skip a user
+/// who already received that many webhooks in the window.
+#[component]
+fn FrequencyCapsCard() -> impl IntoView {
+    let ws = use_ws();
+    let create = ServerAction::<CreateCapRule>::new();
+    let delete = ServerAction::<DeleteCapRule>::new();
+    let rules = Resource::new(
+        move || (ws.get(), create.version().get(), delete.version().get()),
+        |(ws, ..)| get_cap_rules(ws),
+    );
+    view! {
+        <section class="card" id="frequency-caps">
+            <h2>"Frequency capping"</h2>
+            <p class="hint">
+                "Campaigns that obey frequency capping (the default) skip a user who already received this many webhooks in the window. Up to 10 rules; all of them apply."
+            </p>
+            <Transition fallback=Loading>
+                {move || Suspend::new(async move {
+                    let view = match rules.await {
+                        Ok(v) => v,
+                        Err(e) => return view! { <ErrorPanel error=e/> }.into_any(),
+                    };
+                    let admin = view.can_administer;
+                    view! {
+                        {if view.rules.is_empty() {
+                            view! { <p class="empty" id="no-cap-rules">"No rules: campaigns are not capped."</p> }.into_any()
+                        } else {
+                            view! {
+                                <table id="cap-rules">
+                                    <thead><tr><th>"At most"</th><th>"Per"</th><th>"Counting"</th><th></th></tr></thead>
+                                    <tbody>
+                                        {view.rules.into_iter().map(|r| view! {
+                                            <tr>
+                                                <td>{r.max_sends} " webhooks"</td>
+                                                <td>{r.window}</td>
+                                                <td>{r.scope}</td>
+                                                <td>{admin.then(|| view! {
+                                                    <ActionForm action=delete>
+                                                        <input type="hidden" name="ws" value=ws.get_untracked()/>
+                                                        <input type="hidden" name="id" value=r.id.clone()/>
+                                                        <button type="submit" class="link">"Remove"</button>
+                                                    </ActionForm>
+                                                })}</td>
+                                            </tr>
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            }.into_any()
+                        }}
+                        {admin.then(|| view! {
+                            <ActionForm action=create attr:class="row-form" attr:id="cap-rule-form">
+                                <input type="hidden" name="ws" value=ws.get_untracked()/>
+                                <label for="cap-max">"At most"</label>
+                                <input id="cap-max" type="number" name="max_sends" min="1" value="3" required/>
+                                <label for="cap-amount">"webhooks per"</label>
+                                <input id="cap-amount" type="number" name="amount" min="1" value="1" required/>
+                                <label for="cap-unit" class="sr-only">"Unit"</label>
+                                <select id="cap-unit" name="unit">
+                                    <option value="minutes">"minutes"</option>
+                                    <option value="hours">"hours"</option>
+                                    <option value="days" selected>"days"</option>
+                                    <option value="weeks">"weeks"</option>
+                                </select>
+                                <label for="cap-tag">"for campaigns tagged"</label>
+                                <input id="cap-tag" type="text" name="tag" placeholder="any (every webhook)" maxlength="100"/>
+                                <button type="submit">"Add rule"</button>
+                            </ActionForm>
+                        })}
+                    }.into_any()
+                })}
+            </Transition>
+            <FormError message=last_error(create.value())/>
+            <FormError message=last_error(delete.value())/>
+        </section>
     }
 }
