@@ -591,7 +591,11 @@ pub async fn create_cap_rule(
         "hours" => 3_600,
         "days" => 86_400,
         "weeks" => 604_800,
-        _ => return Err(ServerFnError::new("window: choose minutes, hours, days or weeks")),
+        _ => {
+            return Err(ServerFnError::new(
+                "window: choose minutes, hours, days or weeks",
+            ));
+        }
     };
     let tag = Some(tag.trim().to_string()).filter(|t| !t.is_empty());
     domain::campaign::create_cap_rule(

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod audience;
 pub mod campaigns;
+pub mod canvases;
 pub mod components;
 pub mod pages;
 pub mod segments;
@@ -20,10 +21,10 @@ use crate::pages::{
     activity::{ActivityPage, SendPage},
     auth::{SetupPage, SignInPage},
     campaigns::{CampaignPage, CampaignReportPage, CampaignsPage},
+    canvases::{CanvasPage, CanvasReportPage, CanvasesPage},
     home::{HomePage, NewWorkspacePage},
     invite::InvitePage,
     layout::WorkspaceLayout,
-    sections::CanvasesPage,
     segments::{SegmentEditorPage, SegmentsPage},
     settings::{ApiKeysPage, GeneralSettingsPage, MembersPage},
     templates::{TemplateEditorPage, TemplatesPage},
@@ -71,6 +72,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("campaigns/:id") view=CampaignPage/>
                     <Route path=path!("campaigns/:id/report") view=CampaignReportPage/>
                     <Route path=path!("canvases") view=CanvasesPage/>
+                    <Route path=path!("canvases/:id") view=CanvasPage/>
+                    <Route path=path!("canvases/:id/report") view=CanvasReportPage/>
                     <Route path=path!("segments") view=SegmentsPage/>
                     <Route path=path!("segments/:id") view=SegmentEditorPage/>
                     <Route path=path!("users") view=UsersPage/>

@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod auth;
 pub mod campaigns;
+pub mod canvases;
 pub mod composer;
 pub mod home;
 pub mod invite;

@@ -1,5 +1,5 @@
 //! Users: search by external id or email, each profile with its attributes, event and purchase
-//! timeline and the messages it received; and the catalogue of tracked events.
+//! timeline, the messages it received and its Canvas journeys; and the catalogue of tracked events.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -7,8 +7,10 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use crate::audience::{get_user, search_users};
+use crate::canvases::get_user_journeys;
 use crate::components::{EmptyState, ErrorPanel, Loading};
 use crate::pages::activity::StatusBadge;
+use crate::pages::canvases::UserJourneys;
 use crate::pages::layout::use_ws;
 
 #[component]
@@ -102,6 +104,10 @@ pub fn UserPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let user = Resource::new(move || (ws.get(), id()), |(ws, id)| get_user(ws, id));
+    let journeys = Resource::new(
+        move || (ws.get(), id()),
+        |(ws, id)| get_user_journeys(ws, id),
+    );
     view! {
         <Title text="User"/>
         <div class="page-head">
@@ -170,6 +176,19 @@ pub fn UserPage() -> impl IntoView {
                         }}
                     </section>
                 }.into_any()
+            })}
+        </Transition>
+        <Transition fallback=Loading>
+            {move || Suspend::new(async move {
+                match journeys.await {
+                    Ok(rows) => view! { <UserJourneys rows ws=ws.get_untracked()/> }.into_any(),
+                    Err(e) => view! {
+                        <section class="card" id="user-journeys">
+                            <h2>"Canvas journeys"</h2>
+                            <p class="form-error">{crate::api::error_text(&e)}</p>
+                        </section>
+                    }.into_any(),
+                }
             })}
         </Transition>
     }

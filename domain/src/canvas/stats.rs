@@ -1,14 +1,42 @@
 //! Canvas analytics (per step, per branch, over time) and one user's journeys, from the step
 //! events, the journeys and the outbox.
+//!
+//! Every figure is a `GROUP BY` in the database (journeys on `canvas_journey_by_canvas`, step
+//! events on `canvas_step_event_by_step`, sends on `webhook_send_by_source`), so a Canvas of any
+//! size costs a handful of small result sets; time buckets are formatted by the database and
+//! parsed here, as for campaigns.
 
-use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use std::collections::{BTreeMap, HashMap};
 
-use super::model::{CanvasStats, JourneyStep};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, Value,
+};
+
+use super::model::{CanvasStats, Definition, JourneyStep, StepId, StepKind, StepStats};
 use crate::campaign::Bucket;
-use crate::{CanvasId, DomainResult, ProfileId, WorkspaceId};
+use crate::entity::{canvas, canvas_step_event, canvas_version};
+use crate::outbox::{SourceKind, status as send_status};
+use crate::{CanvasId, DomainError, DomainResult, JourneyId, ProfileId, WorkspaceId};
+
+/// The most journey steps [`user_journeys`] returns.
+const MAX_JOURNEY_STEPS: u64 = 500;
 
 /// Figures for `[since, until)`.
+///
+/// - `entries`: journeys entered in the period (re-entries count again, as in Braze);
+///   `in_progress`: journeys active or waiting now, whenever they entered; `finished` and
+///   `exited`: journeys that ended in the period, by how (their `finished_at`).
+/// - Per step, from the step events of the period: entered, sent, aborted, exited and the
+///   users per branch taken; delivered, errors (final failures) and aborted sends (Liquid
+///   `abort_message`, which runs at delivery) from the outbox rows of the period that the
+///   step's sends made (`variant_id` = the step id). Steps come in the order of the current
+///   definition, then steps of earlier versions that had events, by id.
+/// - Control-group entries are journeys too (written already finished), so they count in
+///   `entries` and `finished`.
+/// - `series`: per hour or day (UTC), journeys entered and sends (`sent` step events); only
+///   buckets with something in them, oldest first.
 pub async fn canvas_stats(
     db: &impl ConnectionTrait,
     ws: &WorkspaceId,
@@ -17,15 +45,402 @@ pub async fn canvas_stats(
     until: DateTime<Utc>,
     bucket: Bucket,
 ) -> DomainResult<CanvasStats> {
-    todo!()
+    let row = canvas::Entity::find_by_id((ws.to_string(), id.to_string()))
+        .one(db)
+        .await?
+        .ok_or(DomainError::NotFound("Canvas"))?;
+    let canvas = super::store::decode(row)?;
+    let mut stats = CanvasStats::default();
+
+    // Journeys.
+    let sql = "SELECT status, COUNT(*) AS n, \
+                      SUM(CASE WHEN entered_at >= ? AND entered_at < ? THEN 1 ELSE 0 END) \
+                        AS entered, \
+                      SUM(CASE WHEN COALESCE(finished_at, updated_at) >= ? \
+                                AND COALESCE(finished_at, updated_at) < ? THEN 1 ELSE 0 END) \
+                        AS ended \
+               FROM canvas_journey WHERE workspace_id = ? AND canvas_id = ? GROUP BY status";
+    let values: Vec<Value> = vec![
+        since.into(),
+        until.into(),
+        since.into(),
+        until.into(),
+        ws.as_str().into(),
+        id.as_str().into(),
+    ];
+    for row in query(db, sql, values).await? {
+        let status: String = row.try_get("", "status")?;
+        let n = count(row.try_get("", "n")?);
+        let entered = count(sum(row.try_get("", "entered")?));
+        let ended = count(sum(row.try_get("", "ended")?));
+        stats.entries += entered;
+        match status.as_str() {
+            "active" | "waiting" => stats.in_progress += n,
+            "finished" => stats.finished += ended,
+            "exited" => stats.exited += ended,
+            _ => {}
+        }
+    }
+
+    // Step events.
+    let mut steps: BTreeMap<String, StepStats> = BTreeMap::new();
+    let sql = "SELECT step_id, kind, branch, COUNT(*) AS n FROM canvas_step_event \
+               WHERE workspace_id = ? AND canvas_id = ? AND at >= ? AND at < ? \
+                 AND step_id IS NOT NULL \
+               GROUP BY step_id, kind, branch";
+    let values: Vec<Value> = vec![
+        ws.as_str().into(),
+        id.as_str().into(),
+        since.into(),
+        until.into(),
+    ];
+    for row in query(db, sql, values).await? {
+        let Some(step) = row.try_get::<Option<String>>("", "step_id")? else {
+            continue;
+        };
+        let kind: String = row.try_get("", "kind")?;
+        let branch: Option<String> = row.try_get("", "branch")?;
+        let n = count(row.try_get("", "n")?);
+        let figures = step_entry(&mut steps, step);
+        match kind.as_str() {
+            "entered" => figures.entered += n,
+            "sent" => figures.sent += n,
+            "aborted" => figures.aborted += n,
+            "exited" => figures.exited += n,
+            "branch" => {
+                let branch = branch.unwrap_or_default();
+                match figures.branches.iter_mut().find(|(b, _)| *b == branch) {
+                    Some((_, users)) => *users += n,
+                    None => figures.branches.push((branch, n)),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Outcomes of the Message steps' sends.
+    let sql = "SELECT variant_id, status, COUNT(*) AS n FROM webhook_send \
+               WHERE workspace_id = ? AND source_kind = ? AND source_id = ? \
+                 AND created_at >= ? AND created_at < ? AND variant_id IS NOT NULL \
+               GROUP BY variant_id, status";
+    let values: Vec<Value> = vec![
+        ws.as_str().into(),
+        SourceKind::Canvas.as_str().into(),
+        id.as_str().into(),
+        since.into(),
+        until.into(),
+    ];
+    for row in query(db, sql, values).await? {
+        let Some(step) = row.try_get::<Option<String>>("", "variant_id")? else {
+            continue;
+        };
+        let status: String = row.try_get("", "status")?;
+        let n = count(row.try_get("", "n")?);
+        let figures = step_entry(&mut steps, step);
+        match status.as_str() {
+            send_status::DELIVERED => figures.delivered += n,
+            send_status::FAILED => figures.errors += n,
+            // `abort_message` runs when the send is rendered, after the step moved on.
+            send_status::ABORTED => figures.aborted += n,
+            _ => {}
+        }
+    }
+
+    // The current definition's steps first, in its order, each with its branches in the
+    // order the step lists them.
+    for step in &canvas.draft.steps {
+        let mut figures = steps.remove(step.id.as_str()).unwrap_or_else(|| StepStats {
+            step_id: step.id.clone(),
+            ..StepStats::default()
+        });
+        order_branches(&mut figures.branches, &branch_order(&step.kind));
+        stats.steps.push(figures);
+    }
+    for (_, mut figures) in steps {
+        order_branches(&mut figures.branches, &[]);
+        stats.steps.push(figures);
+    }
+
+    stats.series = series(db, ws, id, since, until, bucket).await?;
+    Ok(stats)
 }
 
-/// The user's latest journey steps across Canvases, newest first.
+/// The user's latest journey steps across Canvases, newest first (at most 500), each named
+/// after the step in the version the journey ran on (the step id when it has no name).
 pub async fn user_journeys(
     db: &impl ConnectionTrait,
     ws: &WorkspaceId,
     profile: &ProfileId,
     limit: u64,
 ) -> DomainResult<Vec<JourneyStep>> {
-    todo!()
+    let events = canvas_step_event::Entity::find()
+        .filter(canvas_step_event::Column::WorkspaceId.eq(ws.as_str()))
+        .filter(canvas_step_event::Column::ProfileId.eq(profile.as_str()))
+        .order_by_desc(canvas_step_event::Column::At)
+        .order_by_desc(canvas_step_event::Column::Id)
+        .limit(limit.min(MAX_JOURNEY_STEPS))
+        .all(db)
+        .await?;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let mut canvas_ids: Vec<&str> = events.iter().map(|e| e.canvas_id.as_str()).collect();
+    canvas_ids.sort_unstable();
+    canvas_ids.dedup();
+    let names: HashMap<String, String> = canvas::Entity::find()
+        .filter(canvas::Column::WorkspaceId.eq(ws.as_str()))
+        .filter(canvas::Column::Id.is_in(canvas_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+
+    let mut versions: Vec<(&str, i32)> = events
+        .iter()
+        .map(|e| (e.canvas_id.as_str(), e.version))
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let mut which = Condition::any();
+    for (canvas_id, version) in &versions {
+        which = which.add(
+            Condition::all()
+                .add(canvas_version::Column::CanvasId.eq(*canvas_id))
+                .add(canvas_version::Column::Version.eq(*version)),
+        );
+    }
+    // (Canvas, version) → step id → step name. A definition that can't be read only costs the
+    // names: the history still shows, with step ids.
+    let mut step_names: HashMap<(String, i32), HashMap<String, String>> = HashMap::new();
+    for row in canvas_version::Entity::find()
+        .filter(canvas_version::Column::WorkspaceId.eq(ws.as_str()))
+        .filter(which)
+        .all(db)
+        .await?
+    {
+        let Ok(definition) = serde_json::from_str::<Definition>(&row.definition) else {
+            continue;
+        };
+        let steps = definition
+            .steps
+            .into_iter()
+            .map(|s| (s.id.0, s.name))
+            .collect();
+        step_names.insert((row.canvas_id, row.version), steps);
+    }
+
+    Ok(events
+        .into_iter()
+        .map(|event| {
+            let step_name = event
+                .step_id
+                .as_ref()
+                .map(|step| {
+                    step_names
+                        .get(&(event.canvas_id.clone(), event.version))
+                        .and_then(|steps| steps.get(step))
+                        .filter(|name| !name.trim().is_empty())
+                        .cloned()
+                        .unwrap_or_else(|| step.clone())
+                })
+                .unwrap_or_default();
+            JourneyStep {
+                canvas_name: names.get(&event.canvas_id).cloned().unwrap_or_default(),
+                canvas_id: CanvasId::from_db(event.canvas_id),
+                journey_id: JourneyId::from_db(event.journey_id),
+                version: event.version,
+                step_id: event.step_id.map(StepId),
+                step_name,
+                kind: event.kind,
+                branch: event.branch,
+                at: event.at,
+            }
+        })
+        .collect())
+}
+
+/// The figures of one step, made when first seen.
+fn step_entry(steps: &mut BTreeMap<String, StepStats>, step: String) -> &mut StepStats {
+    steps.entry(step.clone()).or_insert_with(|| StepStats {
+        step_id: StepId(step),
+        ..StepStats::default()
+    })
+}
+
+/// The branch labels a step can write, in the order it lists them (the journey engine labels
+/// a Decision Split's branches `yes` and `no`, paths by name, the rest `Everyone Else`, and an
+/// Experiment's control group `control`).
+fn branch_order(kind: &StepKind) -> Vec<String> {
+    match kind {
+        StepKind::DecisionSplit { .. } => vec!["yes".into(), "no".into()],
+        StepKind::AudiencePaths { paths, .. } => paths
+            .iter()
+            .map(|p| p.name.clone())
+            .chain(["Everyone Else".into()])
+            .collect(),
+        StepKind::ActionPaths { paths, .. } => paths
+            .iter()
+            .map(|p| p.name.clone())
+            .chain(["Everyone Else".into()])
+            .collect(),
+        StepKind::Experiment { paths, .. } => paths
+            .iter()
+            .map(|p| p.name.clone())
+            .chain(["control".into()])
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Known labels in `order`, then any others (older versions' paths) by name.
+fn order_branches(branches: &mut [(String, u64)], order: &[String]) {
+    branches.sort_by(|(a, _), (b, _)| {
+        let rank = |label: &String| order.iter().position(|o| o == label).unwrap_or(order.len());
+        rank(a).cmp(&rank(b)).then_with(|| a.cmp(b))
+    });
+}
+
+/// Entries and sends per bucket, oldest first.
+async fn series(
+    db: &impl ConnectionTrait,
+    ws: &WorkspaceId,
+    id: &CanvasId,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    bucket: Bucket,
+) -> DomainResult<Vec<(DateTime<Utc>, u64, u64)>> {
+    let backend = db.get_database_backend();
+    let label = |column: &str| match (backend, bucket) {
+        (DbBackend::Postgres, Bucket::Hour) => {
+            format!("to_char(date_trunc('hour', {column} AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24')")
+        }
+        (DbBackend::Postgres, Bucket::Day) => {
+            format!("to_char(date_trunc('day', {column} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')")
+        }
+        (_, Bucket::Hour) => format!("strftime('%Y-%m-%d %H', {column})"),
+        (_, Bucket::Day) => format!("strftime('%Y-%m-%d', {column})"),
+    };
+    let mut points: BTreeMap<DateTime<Utc>, (u64, u64)> = BTreeMap::new();
+    let entered = format!(
+        "SELECT {} AS bucket, COUNT(*) AS n FROM canvas_journey \
+         WHERE workspace_id = ? AND canvas_id = ? AND entered_at >= ? AND entered_at < ? \
+         GROUP BY 1",
+        label("entered_at")
+    );
+    let sent = format!(
+        "SELECT {} AS bucket, COUNT(*) AS n FROM canvas_step_event \
+         WHERE workspace_id = ? AND canvas_id = ? AND at >= ? AND at < ? AND kind = 'sent' \
+         GROUP BY 1",
+        label("at")
+    );
+    for (sql, is_send) in [(entered, false), (sent, true)] {
+        let values: Vec<Value> = vec![
+            ws.as_str().into(),
+            id.as_str().into(),
+            since.into(),
+            until.into(),
+        ];
+        for row in query(db, &sql, values).await? {
+            let label: Option<String> = row.try_get("", "bucket")?;
+            let Some(time) = label.and_then(|l| bucket_start(&l, bucket)) else {
+                continue;
+            };
+            let n = count(row.try_get("", "n")?);
+            let point = points.entry(time).or_default();
+            if is_send {
+                point.1 += n;
+            } else {
+                point.0 += n;
+            }
+        }
+    }
+    Ok(points
+        .into_iter()
+        .map(|(time, (entries, sends))| (time, entries, sends))
+        .collect())
+}
+
+/// Reads a bucket label (`2026-11-28 09` or `2026-11-28`) back as its start.
+fn bucket_start(label: &str, bucket: Bucket) -> Option<DateTime<Utc>> {
+    match bucket {
+        Bucket::Hour => NaiveDateTime::parse_from_str(&format!("{label}:00"), "%Y-%m-%d %H:%M")
+            .ok()
+            .map(|t| t.and_utc()),
+        Bucket::Day => NaiveDate::parse_from_str(label, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()),
+    }
+}
+
+/// Runs `sql` written with `?` placeholders, numbered `$1, $2, ...` for PostgreSQL.
+async fn query(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<Value>,
+) -> DomainResult<Vec<sea_orm::QueryResult>> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            let mut numbered = String::with_capacity(sql.len() + 16);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    numbered.push_str(&format!("${n}"));
+                } else {
+                    numbered.push(c);
+                }
+            }
+            numbered
+        }
+        _ => sql.to_owned(),
+    };
+    Ok(db
+        .query_all(Statement::from_sql_and_values(backend, sql, values))
+        .await?)
+}
+
+/// `SUM` is `NULL` over no rows.
+fn sum(n: Option<i64>) -> i64 {
+    n.unwrap_or(0)
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn bucket_labels_read_back_as_the_start_of_their_hour_or_day() {
+        assert_eq!(
+            bucket_start("2026-11-28 09", Bucket::Hour),
+            Some(Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap())
+        );
+        assert_eq!(
+            bucket_start("2026-11-28", Bucket::Day),
+            Some(Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap())
+        );
+        assert_eq!(bucket_start("garbage", Bucket::Day), None);
+    }
+
+    #[test]
+    fn branches_follow_the_step_then_come_by_name() {
+        let mut branches = vec![
+            ("old".to_string(), 1),
+            ("no".to_string(), 2),
+            ("another".to_string(), 3),
+            ("yes".to_string(), 4),
+        ];
+        order_branches(&mut branches, &["yes".into(), "no".into()]);
+        let labels: Vec<&str> = branches.iter().map(|(b, _)| b.as_str()).collect();
+        assert_eq!(labels, ["yes", "no", "another", "old"]);
+    }
 }

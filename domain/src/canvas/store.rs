@@ -18,7 +18,7 @@ use sea_orm::{
 use serde_json::Value as Json;
 
 use super::model::{
-    Canvas, CanvasFilter, CanvasInput, CanvasStatus, CanvasVariant, DelaySpec, Definition, Entry,
+    Canvas, CanvasFilter, CanvasInput, CanvasStatus, CanvasVariant, Definition, DelaySpec, Entry,
     ExitCriteria, Problem, Step, StepId, StepKind,
 };
 use crate::campaign::{Recurrence, Schedule, Trigger};
@@ -1266,11 +1266,7 @@ fn check_steps(steps: &[Step], graph: &Graph<'_>, found: &mut Found) {
                 format!("must be at most {MAX_STEP_NAME_LENGTH} characters"),
             );
         } else if step.name.chars().any(char::is_control) {
-            found.add(
-                Some(id),
-                at("name"),
-                "must not contain control characters",
-            );
+            found.add(Some(id), at("name"), "must not contain control characters");
         }
         for (suffix, target) in branches(&step.kind) {
             if graph.index(target).is_none() {
@@ -1356,7 +1352,12 @@ fn check_step_kind(step: &Step, i: usize, found: &mut Found) {
             let names: Vec<&str> = paths.iter().map(|p| p.name.as_str()).collect();
             check_path_names(&names, id, i, found);
             for (j, path) in paths.iter().enumerate() {
-                check_trigger(&path.trigger, id, &at(&format!("paths[{j}].trigger")), found);
+                check_trigger(
+                    &path.trigger,
+                    id,
+                    &at(&format!("paths[{j}].trigger")),
+                    found,
+                );
             }
         }
         StepKind::Experiment {
@@ -1521,12 +1522,13 @@ fn liquid_problem(value: &Json) -> Option<String> {
 
 /// The steps a step's branches lead to, with their field (relative to the step).
 fn branches(kind: &StepKind) -> Vec<(String, &StepId)> {
-    let mut out = Vec::new();
-    let mut add = |field: String, target: &Option<StepId>| {
+    fn push<'a>(out: &mut Vec<(String, &'a StepId)>, field: String, target: &'a Option<StepId>) {
         if let Some(target) = target {
             out.push((field, target));
         }
-    };
+    }
+    let mut out = Vec::new();
+    let mut add = |field: String, target| push(&mut out, field, target);
     match kind {
         StepKind::Message { next, .. }
         | StepKind::Delay { next, .. }
@@ -1589,9 +1591,7 @@ impl<'a> Graph<'a> {
                 }
                 branches(&step.kind)
                     .into_iter()
-                    .filter_map(|(field, target)| {
-                        by_id.get(target.as_str()).map(|&t| (field, t))
-                    })
+                    .filter_map(|(field, target)| by_id.get(target.as_str()).map(|&t| (field, t)))
                     .collect()
             })
             .collect();
@@ -1713,6 +1713,74 @@ fn check_reachable(definition: &Definition, graph: &Graph<'_>, found: &mut Found
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::campaign::AudienceSpec;
+    use crate::canvas::model::CanvasSettings;
+    use crate::webhook::{Body, Method, WebhookMessage};
+
+    fn input() -> CanvasInput {
+        CanvasInput {
+            name: "Onboarding".into(),
+            description: String::new(),
+            tags: vec![],
+            definition: Definition {
+                entry: Entry::Api,
+                audience: AudienceSpec::default(),
+                exit: ExitCriteria::default(),
+                settings: CanvasSettings::default(),
+                variants: vec![CanvasVariant {
+                    id: None,
+                    name: "Main".into(),
+                    percent: 100,
+                    first_step: Some(StepId("welcome".into())),
+                }],
+                control_percent: 0,
+                steps: vec![Step {
+                    id: StepId("welcome".into()),
+                    name: "Welcome".into(),
+                    kind: StepKind::Message {
+                        message: WebhookMessage {
+                            method: Method::Post,
+                            url: "https://hooks.example.com/in".into(),
+                            headers: vec![],
+                            body: Body::None,
+                        },
+                        next: None,
+                    },
+                }],
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn every_frozen_version_stays_readable_after_live_edits() {
+        for db in migrations::testing::test_databases().await {
+            let ws = WorkspaceId::generate();
+            let t = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 28, 9, 0, 0).unwrap();
+            let created = create_canvas(&db, &ws, input(), t).await.unwrap();
+            assert!(matches!(
+                version_definition(&db, &ws, &created.id, 1).await,
+                Err(DomainError::NotFound(_))
+            ));
+            let live = launch_canvas(&db, &ws, &created.id, t).await.unwrap();
+            let mut edit = input();
+            edit.definition = live.draft.clone();
+            edit.definition.steps[0].name = "Hello".into();
+            update_canvas(&db, &ws, &live.id, edit.clone(), None, t)
+                .await
+                .unwrap();
+            let v1 = version_definition(&db, &ws, &live.id, 1).await.unwrap();
+            let v2 = version_definition(&db, &ws, &live.id, 2).await.unwrap();
+            assert_eq!(v1, live.draft);
+            assert_eq!(v1.steps[0].name, "Welcome");
+            assert_eq!(v2, edit.definition);
+            assert!(matches!(
+                version_definition(&db, &ws, &live.id, 3).await,
+                Err(DomainError::NotFound(_))
+            ));
+            let other = WorkspaceId::generate();
+            assert!(version_definition(&db, &other, &live.id, 1).await.is_err());
+        }
+    }
 
     #[test]
     fn problem_paths_map_to_the_longest_fixed_field_they_start_with() {

@@ -1,0 +1,329 @@
+// Canvases as a new user builds them: an action-based journey "on custom event signup → Message
+// welcome → Delay 1 minute → Decision Split plan = pro → Message A / Message B" drawn in the
+// builder's flow diagram and launched; users tracked over the REST API enter it and receive their
+// personalised welcome webhook at a real local receiver. A second, API-triggered Canvas renders
+// the `context` of /api/canvas/trigger/send in its Message step.
+//
+// The one-minute Delay cannot be waited out here (herald has no way to move time, and the test does
+// not fake it); the Delay → Decision Split → A/B part is covered by the domain's journey tests with
+// an injected clock. This test checks the users are held at the Delay.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { createOwner, hydrated, launchBrowser, newPage, startHerald } from './helpers.mjs';
+
+let herald, browser, page, base, key, receiver, receiverUrl, onboardingUrl;
+const errors = [];
+const received = [];
+
+/// Waits until `count` requests reached `path`, or fails after `ms`.
+async function arrivals(path, count, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const hits = received.filter((r) => r.url === path);
+    if (hits.length >= count) return hits;
+    if (Date.now() > deadline) {
+      throw new Error(`expected ${count} request(s) at ${path}, got ${hits.length}: ${JSON.stringify(received.map((r) => r.url))}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function track(body) {
+  const res = await fetch(`${herald.base}/api/users/track`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 200, await res.text());
+}
+
+/// Opens the "+" named `place` and picks a step type; the new step's side panel opens.
+async function addStep(place, type) {
+  await page.getByRole('button', { name: `Add a step ${place}`, exact: true }).click();
+  await page.locator('#step-menu').getByRole('menuitem', { name: type, exact: true }).click();
+  await page.locator('#step-panel').waitFor();
+}
+
+/// Fills the open Message step's composer: URL and JSON body pairs.
+async function composeMessage(name, url, pairs) {
+  const panel = page.locator('#step-panel');
+  await panel.getByLabel('Step name').fill(name);
+  await panel.getByLabel('Webhook URL').fill(url);
+  for (let i = 0; i < pairs.length; i++) {
+    if (i > 0) await panel.getByRole('button', { name: '+ Add pair' }).click();
+    const row = panel.locator('#composer-pairs .kv-row').nth(i);
+    await row.getByLabel('Key').fill(pairs[i][0]);
+    await row.getByLabel('Value (Liquid allowed)').fill(pairs[i][1]);
+  }
+}
+
+before(async () => {
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      received.push({ method: req.method, url: req.url, headers: req.headers, body });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    });
+  });
+  await new Promise((ok) => receiver.listen(0, '127.0.0.1', ok));
+  receiverUrl = `http://127.0.0.1:${receiver.address().port}`;
+  herald = await startHerald({ HERALD_ALLOW_PRIVATE_CIDRS: '127.0.0.0/8' });
+  browser = await launchBrowser();
+  const context = await browser.newContext({ baseURL: herald.base, viewport: { width: 1400, height: 900 } });
+  page = await newPage(context, errors);
+  base = await createOwner(page);
+
+  await page.goto(`${base}/settings/api-keys`);
+  await hydrated(page);
+  const form = page.locator('#create-key-form');
+  await form.getByLabel('Name').fill('Backend');
+  await form.getByLabel('users.track').check();
+  await form.getByLabel('canvas.trigger.send').check();
+  await form.getByRole('button', { name: 'Create key' }).click();
+  key = await page.locator('#new-key-secret').inputValue();
+});
+
+after(async () => {
+  await browser?.close();
+  await herald?.stop();
+  receiver?.close();
+});
+
+test('the Canvas list starts empty and leads to a new Canvas', async () => {
+  await page.goto(`${base}/canvases`);
+  await hydrated(page);
+  await page.getByText('No Canvases yet').waitFor();
+  await page.getByRole('link', { name: 'New Canvas' }).click();
+  await page.waitForURL(/\/canvases\/new$/);
+  await page.locator('#canvas-title', { hasText: 'New Canvas' }).waitFor();
+});
+
+test('an action-based Canvas on the custom event signup is saved as a draft', async () => {
+  await page.getByLabel('Canvas name').fill('Onboarding');
+  await page.getByLabel('Tags').fill('welcome');
+  await page.getByRole('tab', { name: /Entry/ }).click();
+  await page.locator('#panel-entry').getByText('Action-based', { exact: true }).click();
+  await page.locator('#entry-action').getByLabel('Event name').fill('signup');
+  await page.locator('#panel-entry').getByRole('button', { name: 'Save draft' }).click();
+  await page.waitForURL(/\/canvases\/[0-9a-f-]{36}\?tab=entry$/);
+  onboardingUrl = page.url().replace(/\?.*$/, '');
+  await page.locator('#canvas-title', { hasText: 'Onboarding' }).waitFor();
+  assert.equal(await page.locator('#entry-action').getByLabel('Event name').inputValue(), 'signup');
+});
+
+test('the flow is drawn step by step with the + buttons, and problems show on the cards', async () => {
+  await page.getByRole('tab', { name: /Build/ }).click();
+  await page.locator('#flow-entry', { hasText: 'When a user performs “signup”' }).waitFor();
+
+  await addStep('at the start', 'Message');
+  // A Message with no address yet is a problem: a red badge on its card, and in the list.
+  await page.locator('.step-card[data-kind="message"] .problem-badge').waitFor();
+  await page.locator('#build-problems .problem').first().waitFor();
+  await composeMessage('Welcome', `${receiverUrl}/welcome`, [
+    ['user', '{{${user_id}}}'],
+    ['greeting', 'Welcome {{${first_name}}}'],
+  ]);
+  await page.locator('.step-card[data-kind="message"] .problem-badge').waitFor({ state: 'detached' });
+
+  await addStep('after “Welcome”', 'Delay');
+  await page.locator('#step-panel').getByLabel('Delay amount').fill('1');
+  await page.locator('#step-panel #delay-unit').selectOption('minutes');
+  await page.locator('.step-card[data-kind="delay"]', { hasText: 'Wait 1 minute' }).waitFor();
+
+  await addStep('after “Delay”', 'Decision Split');
+  const split = page.locator('#step-panel');
+  await split.getByLabel('Step name').fill('Is pro');
+  await split.getByRole('button', { name: '+ Condition' }).click();
+  await split.getByLabel('Attribute name').fill('plan');
+  await split.getByLabel('Value', { exact: true }).fill('pro');
+  await page.locator('.step-card[data-kind="decision_split"]', { hasText: 'plan equals pro' }).waitFor();
+  await page.locator('.edge-label', { hasText: 'Yes' }).waitFor();
+  await page.locator('.edge-label', { hasText: 'No' }).waitFor();
+
+  await addStep('on the Yes path of “Is pro”', 'Message');
+  await composeMessage('Message A', `${receiverUrl}/pro`, [['user', '{{${user_id}}}']]);
+  await addStep('on the No path of “Is pro”', 'Message');
+  await composeMessage('Message B', `${receiverUrl}/free`, [['user', '{{${user_id}}}']]);
+
+  assert.equal(await page.locator('.step-card').count(), 5);
+  await page.locator('#build-problems .no-problems').waitFor();
+  await page.locator('#panel-build').getByRole('button', { name: 'Save draft' }).click();
+  await page.locator('#panel-build').getByRole('status').filter({ hasText: 'Saved' }).waitFor();
+
+  // What was saved comes back as it was drawn.
+  await page.goto(`${onboardingUrl}?tab=build`);
+  await hydrated(page);
+  assert.equal(await page.locator('.step-card').count(), 5);
+  await page.locator('.step-card', { hasText: 'Message A' }).waitFor();
+  await page.locator('.step-card', { hasText: 'Is pro' }).click();
+  assert.equal(await page.locator('#step-panel').getByLabel('Attribute name').inputValue(), 'plan');
+});
+
+test('a step inserted on an edge and deleted again leaves the flow as it was', async () => {
+  await page.locator('.edge-add[data-slot^="next-"]').first().click();
+  await page.locator('#step-menu').getByRole('menuitem', { name: 'Context', exact: true }).click();
+  await page.locator('#step-panel').getByLabel('Variable name').fill('greeting');
+  await page.locator('#step-panel').getByLabel('Variable value').fill('hi');
+  assert.equal(await page.locator('.step-card').count(), 6);
+  await page.locator('#step-panel').getByRole('button', { name: 'Delete step' }).click();
+  assert.equal(await page.locator('.step-card').count(), 5);
+  await page.locator('.step-card[data-kind="delay"]').waitFor();
+});
+
+test('the Canvas launches once it has no problems', async () => {
+  await page.getByRole('tab', { name: /Summary/ }).click();
+  await page.locator('#summary-entry', { hasText: 'signup' }).waitFor();
+  assert.equal(await page.locator('#summary-steps').innerText(), '5');
+  const launch = page.getByRole('button', { name: 'Launch Canvas' });
+  await launch.waitFor();
+  await page.waitForFunction(() => !document.querySelector('#launch-canvas')?.disabled);
+  await launch.click();
+  await page.locator('#canvas-notice', { hasText: 'Launched' }).waitFor();
+  await page.locator('.canvas-status[data-status="active"]').waitFor();
+});
+
+test('users performing signup receive their personalised welcome webhook and wait at the Delay', async () => {
+  await track({
+    attributes: [
+      { external_id: 'ada', first_name: 'Ada', plan: 'pro' },
+      { external_id: 'bob', first_name: 'Bob', plan: 'free' },
+    ],
+  });
+  const now = new Date().toISOString();
+  await track({
+    events: [
+      { external_id: 'ada', name: 'signup', time: now },
+      { external_id: 'bob', name: 'signup', time: now },
+    ],
+  });
+  const hits = await arrivals('/welcome', 2);
+  const bodies = hits.map((r) => JSON.parse(r.body)).sort((a, b) => a.user.localeCompare(b.user));
+  assert.deepEqual(bodies, [
+    { user: 'ada', greeting: 'Welcome Ada' },
+    { user: 'bob', greeting: 'Welcome Bob' },
+  ]);
+  for (const hit of hits) {
+    assert.equal(hit.method, 'POST');
+    assert.ok(hit.headers['webhook-id'], 'every send carries its webhook-id');
+  }
+  // Held by the one-minute Delay: nothing went down the split yet.
+  assert.equal(received.filter((r) => r.url === '/pro' || r.url === '/free').length, 0);
+});
+
+test('the report and the diagram count the entries and sends', async () => {
+  await page.goto(`${onboardingUrl}/report`);
+  await hydrated(page);
+  await page.locator('#total-entries', { hasText: /^2$/ }).waitFor();
+  const welcome = page.locator('#step-stats tr', { hasText: 'Welcome' });
+  await welcome.waitFor();
+  assert.match(await welcome.innerText(), /Welcome\s+Message\s+2\s+2/);
+  await page.locator('#canvas-chart svg').waitFor();
+
+  await page.goto(`${onboardingUrl}?tab=build`);
+  await hydrated(page);
+  await page.locator('.step-card', { hasText: 'Welcome' }).locator('.card-stats', { hasText: '2 entered · 2 sent' }).waitFor();
+  await page.locator('.step-card[data-kind="delay"] .card-stats', { hasText: '2 entered' }).waitFor();
+});
+
+test('a user’s profile lists their Canvas journey', async () => {
+  await page.goto(`${base}/users`);
+  await hydrated(page);
+  await page.getByLabel('Search users').fill('ada');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.locator('#users-table').getByRole('link', { name: 'ada' }).click();
+  await page.waitForURL(/\/users\/[0-9a-f-]{36}$/);
+  const journeys = page.locator('#user-journeys');
+  await journeys.getByRole('link', { name: 'Onboarding' }).first().waitFor();
+  await journeys.getByText('Entered').first().waitFor();
+  await journeys.getByText('Welcome').first().waitFor();
+});
+
+test('saving a launched Canvas freezes a new version', async () => {
+  await page.goto(`${onboardingUrl}?tab=build`);
+  await hydrated(page);
+  await page.locator('.step-card', { hasText: 'Message B' }).click();
+  await page.locator('#step-panel').getByLabel('Step name').fill('Message for free users');
+  await page.locator('.step-card', { hasText: 'Message for free users' }).waitFor();
+  await page.locator('#panel-build').getByRole('button', { name: 'Save as new version' }).click();
+  await page.locator('#canvas-notice', { hasText: /^Saved as version 2; users already inside stay on their version\.$/ }).waitFor();
+  await page.locator('#canvas-version', { hasText: 'version 2' }).waitFor();
+});
+
+test('an API-triggered Canvas renders the context of /api/canvas/trigger/send', async () => {
+  await page.goto(`${base}/canvases/new`);
+  await hydrated(page);
+  await page.getByLabel('Canvas name').fill('Coupon');
+  // Anyone can enter: the reach counts both tracked users.
+  await page.getByRole('tab', { name: /Audience/ }).click();
+  await page.locator('#canvas-reach', { hasText: /^2$/ }).waitFor();
+  await page.getByRole('tab', { name: /Entry/ }).click();
+  await page.locator('#panel-entry').getByText('API-triggered', { exact: true }).click();
+  await page.locator('#api-usage', { hasText: 'Save the draft' }).waitFor();
+  await page.getByRole('tab', { name: /Build/ }).click();
+  await addStep('at the start', 'Message');
+  await composeMessage('Send coupon', `${receiverUrl}/coupon`, [
+    ['user', '{{${user_id}}}'],
+    ['coupon', '{{context.${coupon}}}'],
+  ]);
+  await page.locator('#build-problems .no-problems').waitFor();
+  await page.locator('#panel-build').getByRole('button', { name: 'Save draft' }).click();
+  await page.waitForURL(/\/canvases\/[0-9a-f-]{36}\?tab=build$/);
+
+  await page.getByRole('tab', { name: /Entry/ }).click();
+  const canvasId = await page.locator('#canvas-id').innerText();
+  assert.match(canvasId, /^[0-9a-f-]{36}$/);
+  assert.match(await page.locator('#api-usage pre').innerText(), /\/api\/canvas\/trigger\/send[\s\S]*"context"/);
+
+  await page.getByRole('tab', { name: /Summary/ }).click();
+  await page.waitForFunction(() => !document.querySelector('#launch-canvas')?.disabled);
+  await page.getByRole('button', { name: 'Launch Canvas' }).click();
+  await page.locator('.canvas-status[data-status="active"]').waitFor();
+
+  const res = await fetch(`${herald.base}/api/canvas/trigger/send`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      canvas_id: canvasId,
+      context: { coupon: 'WELCOME10' },
+      recipients: [{ external_user_id: 'ada' }],
+    }),
+  });
+  assert.equal(res.status, 201, await res.text());
+  const [hit] = await arrivals('/coupon', 1);
+  assert.deepEqual(JSON.parse(hit.body), { user: 'ada', coupon: 'WELCOME10' });
+});
+
+test('the list filters by status through the address and offers row actions', async () => {
+  await page.goto(`${base}/canvases?status=active`);
+  await hydrated(page);
+  const row = page.locator('#canvases-table tr', { hasText: 'Onboarding' });
+  await row.locator('.canvas-status', { hasText: 'Active' }).waitFor();
+  await row.getByText('welcome').waitFor();
+  await row.getByText('Action-based').waitFor();
+  await page.locator('#canvases-table tr', { hasText: 'Coupon' }).getByText('API-triggered').waitFor();
+
+  await row.getByRole('button', { name: 'Pause' }).click();
+  await page.locator('#canvases-table tr', { hasText: 'Onboarding' }).waitFor({ state: 'detached' });
+  await page.locator('#filter-status').selectOption('paused');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL(/status=paused/);
+  const paused = page.locator('#canvases-table tr', { hasText: 'Onboarding' });
+  await paused.locator('.canvas-status', { hasText: 'Paused' }).waitFor();
+  await paused.getByRole('button', { name: 'Resume' }).click();
+  await page.getByText('No Canvas matches these filters').waitFor();
+
+  await page.goto(`${base}/canvases`);
+  await hydrated(page);
+  await page.locator('#canvases-table tr', { hasText: 'Onboarding' }).first().getByRole('button', { name: 'Duplicate' }).click();
+  const copy = page.locator('#canvases-table tr', { hasText: 'Copy of Onboarding' });
+  await copy.locator('.canvas-status', { hasText: 'Draft' }).waitFor();
+  await copy.getByRole('button', { name: 'Archive' }).click();
+  await page.locator('#canvases-table tr', { hasText: 'Copy of Onboarding' }).waitFor({ state: 'detached' });
+});
+
+test('no page raised a browser error', () => {
+  assert.deepEqual(errors, []);
+});
