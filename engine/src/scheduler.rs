@@ -1,11 +1,13 @@
 //! The scheduler: once a second, fires the due occurrences of scheduled campaigns, carries out the
-//! sends scheduled over the REST API, and hands tracked events to action-based campaigns. Every
+//! sends scheduled over the REST API, hands tracked events to action-based campaigns and
+//! Canvases, lets the audiences of scheduled Canvases in, and moves Canvas journeys along. Every
 //! duty claims its work in the database under a lease, so any number of processes may run a
 //! scheduler over one database; nothing is kept in memory between ticks.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use domain::{Clock, DomainResult};
 use sea_orm::DatabaseConnection;
@@ -18,6 +20,79 @@ const OCCURRENCES_PER_TICK: usize = 10;
 const SCHEDULED_PER_TICK: usize = 50;
 /// Tracked events claimed per tick.
 const EVENTS_PER_TICK: usize = 500;
+/// Scheduled Canvas entries claimed per tick (each may enter many pages of users).
+const CANVAS_OCCURRENCES_PER_TICK: usize = 10;
+/// Canvas journeys advanced per tick (one short transaction each).
+const JOURNEYS_PER_TICK: usize = 1000;
+
+/// The duties of a tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Duty {
+    CampaignOccurrences,
+    ScheduledSends,
+    /// Tracked events, for action-based campaigns and Canvases alike.
+    Events,
+    CanvasOccurrences,
+    CanvasJourneys,
+}
+
+impl Duty {
+    /// In the order a tick runs them.
+    const ALL: [Duty; 5] = [
+        Duty::CampaignOccurrences,
+        Duty::ScheduledSends,
+        Duty::Events,
+        Duty::CanvasOccurrences,
+        Duty::CanvasJourneys,
+    ];
+
+    /// The name logs and [`SchedulerStats::duty`] use.
+    fn name(self) -> &'static str {
+        match self {
+            Duty::CampaignOccurrences => "campaign occurrences",
+            Duty::ScheduledSends => "scheduled sends",
+            Duty::Events => "campaign triggers",
+            Duty::CanvasOccurrences => "canvas occurrences",
+            Duty::CanvasJourneys => "canvas journeys",
+        }
+    }
+}
+
+/// What each duty has done since the scheduler started: items finished and time spent, for
+/// operators and benchmarks (read with [`Scheduler::stats`]).
+#[derive(Debug, Default)]
+pub struct SchedulerStats {
+    duties: [DutyStats; Duty::ALL.len()],
+}
+
+#[derive(Debug, Default)]
+struct DutyStats {
+    items: AtomicU64,
+    busy_nanos: AtomicU64,
+}
+
+impl SchedulerStats {
+    /// Items a duty finished and the wall time it spent, by duty name (`campaign occurrences`,
+    /// `scheduled sends`, `campaign triggers`, `canvas occurrences`, `canvas journeys`); `None`
+    /// for an unknown name.
+    pub fn duty(&self, name: &str) -> Option<(u64, Duration)> {
+        let index = Duty::ALL.iter().position(|d| d.name() == name)?;
+        let stats = &self.duties[index];
+        Some((
+            stats.items.load(Ordering::Relaxed),
+            Duration::from_nanos(stats.busy_nanos.load(Ordering::Relaxed)),
+        ))
+    }
+
+    fn record(&self, index: usize, items: usize, spent: Duration) {
+        let stats = &self.duties[index];
+        stats.items.fetch_add(items as u64, Ordering::Relaxed);
+        stats.busy_nanos.fetch_add(
+            u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
 
 /// Drives the time-based and event-based campaign work of this process.
 pub struct Scheduler {
@@ -27,6 +102,7 @@ pub struct Scheduler {
     /// they go out without waiting for the dispatcher's next poll.
     wake: Arc<Notify>,
     period: Duration,
+    stats: Arc<SchedulerStats>,
 }
 
 impl Scheduler {
@@ -37,7 +113,14 @@ impl Scheduler {
             clock,
             wake,
             period: Duration::from_secs(1),
+            stats: Arc::default(),
         }
+    }
+
+    /// What the duties have done so far; the handle stays valid after [`Scheduler::run`] takes
+    /// the scheduler.
+    pub fn stats(&self) -> Arc<SchedulerStats> {
+        self.stats.clone()
     }
 
     /// Ticks every `period` instead (tests, or an operator's setting).
@@ -46,25 +129,37 @@ impl Scheduler {
         self
     }
 
-    /// Does one round of every duty at the clock's `now`: due occurrences, due REST schedules,
-    /// then waiting events. Returns how many items finished. A failing duty does not stop the
-    /// others: each failure is logged here, and the first one is returned after all ran.
+    /// Does one round of every duty at the clock's `now`: due campaign occurrences, due REST
+    /// schedules, waiting events (campaigns and Canvases), due Canvas entries, then due Canvas
+    /// journeys (last, so users who entered this tick take their first steps at once). Returns
+    /// how many items finished. A failing duty does not stop the others: each failure is logged
+    /// here, and the first one is returned after all ran.
     pub async fn tick(&self) -> DomainResult<usize> {
         let now = self.clock.now();
-        let results = [
-            (
-                "campaign occurrences",
-                domain::campaign::run_due_occurrences(&self.db, now, OCCURRENCES_PER_TICK).await,
-            ),
-            (
-                "scheduled sends",
-                domain::campaign::run_due_scheduled(&self.db, now, SCHEDULED_PER_TICK).await,
-            ),
-            (
-                "campaign triggers",
-                domain::campaign::handle_events(&self.db, now, EVENTS_PER_TICK).await,
-            ),
-        ];
+        let db = &self.db;
+        let mut results = Vec::with_capacity(Duty::ALL.len());
+        for (index, duty) in Duty::ALL.into_iter().enumerate() {
+            let started = Instant::now();
+            let result = match duty {
+                Duty::CampaignOccurrences => {
+                    domain::campaign::run_due_occurrences(db, now, OCCURRENCES_PER_TICK).await
+                }
+                Duty::ScheduledSends => {
+                    domain::campaign::run_due_scheduled(db, now, SCHEDULED_PER_TICK).await
+                }
+                Duty::Events => domain::campaign::handle_events(db, now, EVENTS_PER_TICK).await,
+                Duty::CanvasOccurrences => {
+                    domain::canvas::run_due_canvas_occurrences(db, now, CANVAS_OCCURRENCES_PER_TICK)
+                        .await
+                }
+                Duty::CanvasJourneys => {
+                    domain::canvas::advance_due(db, now, JOURNEYS_PER_TICK).await
+                }
+            };
+            self.stats
+                .record(index, *result.as_ref().unwrap_or(&0), started.elapsed());
+            results.push((duty.name(), result));
+        }
         let mut finished = 0;
         let mut first_error = None;
         for (duty, result) in results {

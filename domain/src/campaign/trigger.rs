@@ -497,7 +497,8 @@ pub(super) async fn trigger_in<C: ConnectionTrait + TransactionTrait>(
 
 /// Claims up to `limit` tracked events from the inbox, fires the active action-based campaigns
 /// they trigger (after each campaign's delay) and cancels delayed sends their exception events
-/// name, then marks the events handled. Returns how many events were handled.
+/// name, hands each event to the Canvases ([`crate::canvas::on_event`]: entries, Action Paths,
+/// exit criteria), then marks the events handled. Returns how many events were handled.
 ///
 /// Each event is handled in one transaction with its `mark_handled`: a crash before the commit
 /// leaves nothing behind and the event is claimed again once its lease (60 s) runs out; after
@@ -525,6 +526,9 @@ pub async fn handle_events<C: ConnectionTrait + TransactionTrait>(
             let txn = db.begin().await?;
             lock_for_write(&txn).await?;
             handle_event(&txn, &ws, &mut listeners, &item, now).await?;
+            // Canvases read the same inbox, in the same transaction: an event is handed to both
+            // once, and a crash before the commit repeats it for both.
+            crate::canvas::on_event(&txn, &item, now).await?;
             crate::profile::mark_handled(&txn, std::slice::from_ref(&item.key), now).await?;
             txn.commit().await?;
             handled += 1;

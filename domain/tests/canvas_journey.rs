@@ -1,0 +1,1297 @@
+//! Canvas entry and the journey engine on a freshly migrated database (SQLite always, PostgreSQL
+//! too when TEST_DATABASE_URL is set): API and action-based entries with their context, scheduled
+//! entries, the steps (messages, delays, splits, paths, experiments, user updates, context),
+//! exit criteria, re-entry and entry limits, live edits, crashes and concurrent engines. Time is
+//! always the `now` each call is given.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use domain::campaign::{self, AudienceSpec, PropertyFilter, Recurrence, Schedule, Trigger};
+use domain::canvas::{
+    self, ActionPath, Canvas, CanvasInput, CanvasRecipient, CanvasSettings, CanvasTarget,
+    CanvasTriggerRequest, CanvasVariant, ContextVariable, Definition, DelaySpec, Entry, EntryLimit,
+    ExitCriteria, ExperimentPath, LimitPeriod, Step, StepId, StepKind,
+};
+use domain::entity::{canvas_journey, canvas_occurrence, canvas_step_event, webhook_send};
+use domain::profile;
+use domain::segment::{Comparison, Filter};
+use domain::template::RenderContext;
+use domain::webhook::{self, Body, Method, Rendered, WebhookMessage};
+use domain::{DomainError, WorkspaceId};
+use migrations::testing::test_databases;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder,
+};
+use serde_json::{Map, Value, json};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
+}
+
+fn props(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+fn next(id: &str) -> Option<StepId> {
+    Some(StepId(id.into()))
+}
+
+/// A webhook whose body is `text` (Liquid), posted to a URL naming the step.
+fn hook(name: &str, text: &str) -> WebhookMessage {
+    WebhookMessage {
+        method: Method::Post,
+        url: format!("https://hooks.example.com/{name}"),
+        headers: Vec::new(),
+        body: Body::Raw { text: text.into() },
+    }
+}
+
+fn step(id: &str, kind: StepKind) -> Step {
+    Step {
+        id: StepId(id.into()),
+        name: format!("Step {id}"),
+        kind,
+    }
+}
+
+fn send(id: &str, text: &str, then: Option<StepId>) -> Step {
+    step(
+        id,
+        StepKind::Message {
+            message: hook(id, text),
+            next: then,
+        },
+    )
+}
+
+fn delay(id: &str, seconds: u64, then: Option<StepId>) -> Step {
+    step(
+        id,
+        StepKind::Delay {
+            delay: DelaySpec::For { seconds },
+            next: then,
+        },
+    )
+}
+
+fn plan_is(plan: &str) -> Filter {
+    Filter::Attribute {
+        name: "plan".into(),
+        custom: true,
+        comparison: Comparison::Equals,
+        value: json!(plan),
+    }
+}
+
+fn custom_event(name: &str) -> Trigger {
+    Trigger::CustomEvent {
+        name: name.into(),
+        property_filters: Vec::new(),
+    }
+}
+
+fn definition(entry: Entry, first: &str, steps: Vec<Step>) -> Definition {
+    Definition {
+        entry,
+        audience: AudienceSpec::default(),
+        exit: ExitCriteria::default(),
+        settings: CanvasSettings::default(),
+        variants: vec![CanvasVariant {
+            id: None,
+            name: "Main".into(),
+            percent: 100,
+            first_step: next(first),
+        }],
+        control_percent: 0,
+        steps,
+    }
+}
+
+/// "signup → welcome webhook → delay 1 minute → decision split plan = pro → webhook A / B".
+fn onboarding(entry: Entry) -> Definition {
+    definition(
+        entry,
+        "welcome",
+        vec![
+            send("welcome", "welcome {{${user_id}}}", next("wait")),
+            delay("wait", 60, next("split")),
+            step(
+                "split",
+                StepKind::DecisionSplit {
+                    segment_ids: Vec::new(),
+                    filter: Some(plan_is("pro")),
+                    yes: next("a"),
+                    no: next("b"),
+                },
+            ),
+            send("a", "pro {{${user_id}}}", None),
+            send("b", "free {{${user_id}}}", None),
+        ],
+    )
+}
+
+async fn launched(db: &DatabaseConnection, ws: &WorkspaceId, definition: Definition) -> Canvas {
+    let input = CanvasInput {
+        name: "Onboarding".into(),
+        description: String::new(),
+        tags: Vec::new(),
+        definition,
+    };
+    let draft = canvas::create_canvas(db, ws, input, now()).await.unwrap();
+    let problems = canvas::problems(&draft.draft);
+    assert!(problems.is_empty(), "{problems:?}");
+    canvas::launch_canvas(db, ws, &draft.id, now())
+        .await
+        .unwrap()
+}
+
+async fn track(db: &DatabaseConnection, ws: &WorkspaceId, body: Value, at: DateTime<Utc>) {
+    let outcome = profile::track(db, ws, &body, at).await.unwrap();
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+}
+
+/// Users with a `plan` attribute.
+async fn users(db: &DatabaseConnection, ws: &WorkspaceId, plans: &[(&str, &str)]) {
+    let attributes: Vec<Value> = plans
+        .iter()
+        .map(|(id, plan)| json!({"external_id": id, "plan": plan}))
+        .collect();
+    track(db, ws, json!({ "attributes": attributes }), now()).await;
+}
+
+async fn perform(
+    db: &DatabaseConnection,
+    ws: &WorkspaceId,
+    user: &str,
+    name: &str,
+    properties: Value,
+    at: DateTime<Utc>,
+) {
+    let body = json!({"events": [{
+        "external_id": user, "name": name, "time": at.to_rfc3339(), "properties": properties,
+    }]});
+    track(db, ws, body, at).await;
+}
+
+fn recipient(id: &str, context: Value) -> CanvasRecipient {
+    CanvasRecipient {
+        external_user_id: id.into(),
+        context: props(context),
+        send_to_existing_only: true,
+        attributes: None,
+    }
+}
+
+fn listed(ids: &[&str]) -> CanvasTriggerRequest {
+    CanvasTriggerRequest {
+        target: CanvasTarget::Recipients {
+            recipients: ids.iter().map(|id| recipient(id, json!({}))).collect(),
+        },
+        context: Map::new(),
+    }
+}
+
+fn broadcast() -> CanvasTriggerRequest {
+    CanvasTriggerRequest {
+        target: CanvasTarget::Broadcast { audience: None },
+        context: Map::new(),
+    }
+}
+
+async fn enter(
+    db: &DatabaseConnection,
+    ws: &WorkspaceId,
+    canvas: &Canvas,
+    request: CanvasTriggerRequest,
+    at: DateTime<Utc>,
+) -> canvas::EntryOutcome {
+    canvas::trigger_canvas(db, ws, &canvas.id, request, at)
+        .await
+        .unwrap()
+}
+
+async fn advance(db: &DatabaseConnection, at: DateTime<Utc>) -> usize {
+    canvas::advance_due(db, at, 1000).await.unwrap()
+}
+
+async fn sends(db: &DatabaseConnection, ws: &WorkspaceId) -> Vec<webhook_send::Model> {
+    webhook_send::Entity::find()
+        .filter(webhook_send::Column::WorkspaceId.eq(ws.as_str()))
+        .order_by_asc(webhook_send::Column::CreatedAt)
+        .order_by_asc(webhook_send::Column::Recipient)
+        .all(db)
+        .await
+        .unwrap()
+}
+
+/// (recipient, step) of every send, in order.
+fn who_got_what(sends: &[webhook_send::Model]) -> Vec<(String, String)> {
+    sends
+        .iter()
+        .map(|s| {
+            (
+                s.recipient.clone().unwrap_or_default(),
+                s.variant_id.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The body the dispatcher will send.
+fn body(send: &webhook_send::Model) -> String {
+    let message: WebhookMessage = serde_json::from_str(&send.message).unwrap();
+    let context: RenderContext = serde_json::from_str(&send.context).unwrap();
+    match webhook::render(&message, &context).unwrap() {
+        Rendered::Request(request) => request.body.unwrap_or_default(),
+        Rendered::Aborted(_) => "<aborted>".into(),
+    }
+}
+
+async fn journeys(db: &DatabaseConnection, ws: &WorkspaceId) -> Vec<canvas_journey::Model> {
+    canvas_journey::Entity::find()
+        .filter(canvas_journey::Column::WorkspaceId.eq(ws.as_str()))
+        .order_by_asc(canvas_journey::Column::EnteredAt)
+        .order_by_asc(canvas_journey::Column::ProfileId)
+        .all(db)
+        .await
+        .unwrap()
+}
+
+async fn external_id_of(db: &DatabaseConnection, ws: &WorkspaceId, profile_id: &str) -> String {
+    domain::entity::profile::Entity::find_by_id((ws.to_string(), profile_id.to_owned()))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .external_id
+        .unwrap()
+}
+
+/// Each user's journey statuses, by external id.
+async fn statuses(db: &DatabaseConnection, ws: &WorkspaceId) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for journey in journeys(db, ws).await {
+        let user = external_id_of(db, ws, &journey.profile_id).await;
+        out.entry(user).or_default().push(journey.status);
+    }
+    out
+}
+
+async fn step_events(db: &DatabaseConnection, ws: &WorkspaceId) -> Vec<canvas_step_event::Model> {
+    canvas_step_event::Entity::find()
+        .filter(canvas_step_event::Column::WorkspaceId.eq(ws.as_str()))
+        .order_by_asc(canvas_step_event::Column::At)
+        .all(db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_api_entry_renders_its_context_into_the_queued_send_with_each_recipients_own_over_the_calls()
+ {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro"), ("u2", "free")]).await;
+        let text = "{{canvas_entry_properties.${order}}} {{context.${shop}}} \
+                    {{canvas.${name}}} {{canvas.${variant_name}}} {{campaign.${dispatch_id}}}";
+        let canvas = launched(
+            &db,
+            &ws,
+            definition(Entry::Api, "hello", vec![send("hello", text, None)]),
+        )
+        .await;
+        let request = CanvasTriggerRequest {
+            target: CanvasTarget::Recipients {
+                recipients: vec![
+                    recipient("u1", json!({"order": "A-1"})),
+                    recipient("u2", json!({"shop": "Lyon"})),
+                    recipient("nobody", json!({})),
+                ],
+            },
+            context: props(json!({"order": "default", "shop": "Paris"})),
+        };
+        let outcome = enter(&db, &ws, &canvas, request, now()).await;
+        assert_eq!(outcome.entered, 2);
+        assert_eq!(outcome.unknown_recipients, ["nobody"]);
+        assert!(outcome.notice.is_none());
+        assert!(!outcome.dispatch_id.is_empty());
+        // Entered, due at once; nothing is sent before the engine runs.
+        assert!(sends(&db, &ws).await.is_empty());
+        assert_eq!(advance(&db, now()).await, 2);
+
+        let sends = sends(&db, &ws).await;
+        let journeys = journeys(&db, &ws).await;
+        assert_eq!(sends.len(), 2);
+        for send in &sends {
+            let user = send.recipient.clone().unwrap();
+            let profile = profile::find_by_external_id(&db, &ws, &user)
+                .await
+                .unwrap()
+                .unwrap();
+            let journey = journeys
+                .iter()
+                .find(|j| j.profile_id == profile.id)
+                .unwrap();
+            let expected = match user.as_str() {
+                "u1" => format!("A-1 Paris Onboarding Main {}", journey.id),
+                _ => format!("default Lyon Onboarding Main {}", journey.id),
+            };
+            assert_eq!(body(send), expected);
+            assert_eq!(send.source_kind, "canvas");
+            assert_eq!(send.source_id.as_deref(), Some(canvas.id.as_str()));
+            assert_eq!(send.source_name.as_deref(), Some("Onboarding"));
+            assert_eq!(send.variant_id.as_deref(), Some("hello"));
+            assert_eq!(send.dispatch_id.as_deref(), Some(journey.id.as_str()));
+            assert_eq!(send.next_attempt_at, now());
+        }
+        // The journeys ended there, and their entry properties went with them.
+        for journey in &journeys {
+            assert_eq!(journey.status, "finished");
+            assert_eq!(journey.finished_at, Some(now()));
+            let state: Value = serde_json::from_str(&journey.state).unwrap();
+            assert_eq!(state["context"], json!({}), "{state}");
+        }
+        let kinds: Vec<(Option<String>, String)> = step_events(&db, &ws)
+            .await
+            .into_iter()
+            .map(|e| (e.step_id, e.kind))
+            .collect();
+        for expected in [
+            (None, "entered"),
+            (Some("hello".to_owned()), "entered"),
+            (Some("hello".to_owned()), "sent"),
+            (Some("hello".to_owned()), "finished"),
+        ] {
+            let n = kinds
+                .iter()
+                .filter(|(s, k)| *s == expected.0 && k == expected.1)
+                .count();
+            assert_eq!(n, 2, "{expected:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_paused_or_archived_canvas_accepts_the_call_with_a_notice_and_enters_no_one() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro")]).await;
+        let canvas = launched(&db, &ws, onboarding(Entry::Api)).await;
+        canvas::pause_canvas(&db, &ws, &canvas.id, now())
+            .await
+            .unwrap();
+        let outcome = enter(&db, &ws, &canvas, listed(&["u1"]), now()).await;
+        assert_eq!(outcome.entered, 0);
+        assert_eq!(
+            outcome.notice.as_deref(),
+            Some(
+                "The Canvas is paused. Resume the Canvas to ensure trigger requests will take effect."
+            )
+        );
+        canvas::archive_canvas(&db, &ws, &canvas.id, now())
+            .await
+            .unwrap();
+        let outcome = enter(&db, &ws, &canvas, broadcast(), now()).await;
+        assert_eq!(outcome.entered, 0);
+        assert_eq!(
+            outcome.notice.as_deref(),
+            Some(
+                "The Canvas is archived. Unarchive the Canvas to ensure trigger requests will take effect."
+            )
+        );
+        assert!(journeys(&db, &ws).await.is_empty());
+        assert_eq!(advance(&db, now()).await, 0);
+        assert!(sends(&db, &ws).await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_trigger_call_is_refused_for_a_canvas_it_cannot_enter_or_too_many_recipients() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro")]).await;
+        let invalid = |result: Result<canvas::EntryOutcome, DomainError>| {
+            let error = result.unwrap_err();
+            assert_eq!(error.field(), Some("canvas_id"), "{error}");
+            assert!(error.to_string().contains("Invalid Canvas ID"), "{error}");
+        };
+        // Unknown, a draft, and an action-based Canvas.
+        invalid(
+            canvas::trigger_canvas(
+                &db,
+                &ws,
+                &domain::CanvasId::generate(),
+                listed(&["u1"]),
+                now(),
+            )
+            .await,
+        );
+        let input = CanvasInput {
+            name: "Draft".into(),
+            description: String::new(),
+            tags: Vec::new(),
+            definition: onboarding(Entry::Api),
+        };
+        let draft = canvas::create_canvas(&db, &ws, input, now()).await.unwrap();
+        invalid(canvas::trigger_canvas(&db, &ws, &draft.id, listed(&["u1"]), now()).await);
+        let action = launched(
+            &db,
+            &ws,
+            onboarding(Entry::Action {
+                trigger: custom_event("signup"),
+                starts_at: None,
+                ends_at: None,
+            }),
+        )
+        .await;
+        invalid(canvas::trigger_canvas(&db, &ws, &action.id, listed(&["u1"]), now()).await);
+
+        let api = launched(&db, &ws, onboarding(Entry::Api)).await;
+        let many: Vec<String> = (0..51).map(|i| format!("u{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let error = canvas::trigger_canvas(&db, &ws, &api.id, listed(&many), now())
+            .await
+            .unwrap_err();
+        assert_eq!(error.field(), Some("recipients"));
+        assert!(error.to_string().contains("(50)"), "{error}");
+        let mut big = listed(&["u1"]);
+        big.context = props(json!({"blob": "x".repeat(51 * 1024)}));
+        let error = canvas::trigger_canvas(&db, &ws, &api.id, big, now())
+            .await
+            .unwrap_err();
+        assert_eq!(error.field(), Some("context"));
+        assert!(journeys(&db, &ws).await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn attributes_of_a_trigger_call_apply_before_entry_and_may_create_the_user() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "free")]).await;
+        let mut definition = onboarding(Entry::Api);
+        // Only pro users may enter: u1 becomes one in the same call.
+        definition.audience.filter = Some(plan_is("pro"));
+        let canvas = launched(&db, &ws, definition).await;
+        let request = CanvasTriggerRequest {
+            target: CanvasTarget::Recipients {
+                recipients: vec![
+                    CanvasRecipient {
+                        attributes: Some(props(json!({"plan": "pro"}))),
+                        ..recipient("u1", json!({}))
+                    },
+                    CanvasRecipient {
+                        send_to_existing_only: false,
+                        attributes: Some(props(json!({"plan": "pro"}))),
+                        ..recipient("new", json!({}))
+                    },
+                ],
+            },
+            context: Map::new(),
+        };
+        let outcome = enter(&db, &ws, &canvas, request, now()).await;
+        assert_eq!(outcome.entered, 2);
+        assert_eq!(outcome.skipped, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_tracked_event_enters_the_user_into_an_action_based_canvas_with_its_properties() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro"), ("u2", "pro"), ("u3", "pro")]).await;
+        let trigger = Trigger::CustomEvent {
+            name: "signup".into(),
+            property_filters: vec![PropertyFilter {
+                property: "source".into(),
+                comparison: "equals".into(),
+                value: json!("ads"),
+            }],
+        };
+        let canvas = launched(
+            &db,
+            &ws,
+            definition(
+                Entry::Action {
+                    trigger,
+                    starts_at: None,
+                    ends_at: None,
+                },
+                "hello",
+                vec![send(
+                    "hello",
+                    "{{context.${source}}}/{{context.${ref}}}",
+                    None,
+                )],
+            ),
+        )
+        .await;
+        let at = now() + Duration::minutes(5);
+        perform(
+            &db,
+            &ws,
+            "u1",
+            "signup",
+            json!({"source": "ads", "ref": 7}),
+            at,
+        )
+        .await;
+        perform(&db, &ws, "u2", "signup", json!({"source": "mail"}), at).await;
+        // Before the launch: does not qualify.
+        perform(
+            &db,
+            &ws,
+            "u3",
+            "signup",
+            json!({"source": "ads"}),
+            now() - Duration::hours(1),
+        )
+        .await;
+        assert_eq!(campaign::handle_events(&db, at, 100).await.unwrap(), 3);
+        let journeys = journeys(&db, &ws).await;
+        assert_eq!(journeys.len(), 1);
+        assert_eq!(
+            external_id_of(&db, &ws, &journeys[0].profile_id).await,
+            "u1"
+        );
+        assert_eq!(journeys[0].canvas_id, canvas.id.as_str());
+        assert_eq!(advance(&db, at).await, 1);
+        let sends = sends(&db, &ws).await;
+        assert_eq!(who_got_what(&sends), [("u1".into(), "hello".into())]);
+        assert_eq!(body(&sends[0]), "ads/7");
+        // Handled events are not handed over again.
+        assert_eq!(campaign::handle_events(&db, at, 100).await.unwrap(), 0);
+        assert_eq!(self::journeys(&db, &ws).await.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn signup_welcome_delay_and_split_send_each_user_the_right_webhooks_at_the_right_times() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro"), ("u2", "free"), ("u3", "pro")]).await;
+        launched(
+            &db,
+            &ws,
+            onboarding(Entry::Action {
+                trigger: custom_event("signup"),
+                starts_at: None,
+                ends_at: None,
+            }),
+        )
+        .await;
+        let t0 = now() + Duration::minutes(1);
+        for user in ["u1", "u2", "u3"] {
+            perform(&db, &ws, user, "signup", json!({}), t0).await;
+        }
+        assert_eq!(campaign::handle_events(&db, t0, 100).await.unwrap(), 3);
+        assert_eq!(advance(&db, t0).await, 3);
+        let first = sends(&db, &ws).await;
+        assert_eq!(
+            who_got_what(&first),
+            [
+                ("u1".into(), "welcome".into()),
+                ("u2".into(), "welcome".into()),
+                ("u3".into(), "welcome".into()),
+            ]
+        );
+        assert!(first.iter().all(|s| s.created_at == t0));
+        assert_eq!(body(&first[1]), "welcome u2");
+
+        // Everyone waits a minute: nothing is due before.
+        assert_eq!(advance(&db, t0 + Duration::seconds(59)).await, 0);
+        assert_eq!(sends(&db, &ws).await.len(), 3);
+        let t1 = t0 + Duration::seconds(60);
+        assert_eq!(advance(&db, t1).await, 3);
+        let all = sends(&db, &ws).await;
+        let later: Vec<_> = all.iter().filter(|s| s.created_at == t1).cloned().collect();
+        assert_eq!(
+            who_got_what(&later),
+            [
+                ("u1".into(), "a".into()),
+                ("u2".into(), "b".into()),
+                ("u3".into(), "a".into()),
+            ]
+        );
+        assert_eq!(body(&later[0]), "pro u1");
+        assert_eq!(body(&later[1]), "free u2");
+        assert_eq!(all.len(), 6);
+        // Done: nothing more, ever.
+        assert_eq!(advance(&db, t1 + Duration::days(30)).await, 0);
+        assert_eq!(sends(&db, &ws).await.len(), 6);
+        let statuses = statuses(&db, &ws).await;
+        assert!(
+            statuses.values().all(|s| s == &["finished"]),
+            "{statuses:?}"
+        );
+        let branches: BTreeSet<(String, String)> = step_events(&db, &ws)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "branch")
+            .map(|e| (e.profile_id, e.branch.unwrap()))
+            .collect();
+        assert_eq!(branches.len(), 3);
+        assert_eq!(
+            branches.iter().filter(|(_, b)| b == "yes").count(),
+            2,
+            "{branches:?}"
+        );
+    }
+}
+
+/// Makes the outbox refuse a send to `recipient`, as if the process died while writing it.
+async fn break_outbox_at(db: &DatabaseConnection, recipient: &str) {
+    let statements = match db.get_database_backend() {
+        DbBackend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION crash_here() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.recipient = '{recipient}' THEN RAISE EXCEPTION 'simulated crash'; END IF; \
+                 RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER crash_here BEFORE INSERT ON webhook_send FOR EACH ROW \
+             EXECUTE FUNCTION crash_here()"
+                .to_owned(),
+        ],
+        _ => vec![format!(
+            "CREATE TRIGGER crash_here BEFORE INSERT ON webhook_send \
+             WHEN NEW.recipient = '{recipient}' BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
+        )],
+    };
+    for sql in statements {
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+}
+
+async fn repair_outbox(db: &DatabaseConnection) {
+    let sql = match db.get_database_backend() {
+        DbBackend::Postgres => "DROP TRIGGER crash_here ON webhook_send",
+        _ => "DROP TRIGGER crash_here",
+    };
+    db.execute_unprepared(sql).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_journey_whose_advance_dies_midway_is_taken_up_after_its_lease_and_repeats_nothing() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro"), ("u2", "free"), ("u3", "pro")]).await;
+        let canvas = launched(&db, &ws, onboarding(Entry::Api)).await;
+        enter(&db, &ws, &canvas, listed(&["u1", "u2", "u3"]), now()).await;
+        assert_eq!(advance(&db, now()).await, 3);
+
+        // u2's advance past the delay dies when it writes webhook B.
+        break_outbox_at(&db, "u2").await;
+        let t1 = now() + Duration::seconds(60);
+        let crashed = canvas::advance_due(&db, t1, 1000).await;
+        assert!(crashed.is_err(), "{crashed:?}");
+        repair_outbox(&db).await;
+        let statuses_now = statuses(&db, &ws).await;
+        assert_eq!(statuses_now["u1"], ["finished"]);
+        assert_eq!(statuses_now["u2"], ["active"], "rolled back whole");
+        assert_eq!(statuses_now["u3"], ["finished"]);
+        // Its lease still holds.
+        assert_eq!(advance(&db, t1 + Duration::seconds(30)).await, 0);
+        // Once it has run out, the journey runs from where it stood, once.
+        assert_eq!(advance(&db, t1 + Duration::seconds(61)).await, 1);
+        assert_eq!(advance(&db, t1 + Duration::minutes(10)).await, 0);
+        let mut got: Vec<(String, String)> = who_got_what(&sends(&db, &ws).await);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("u1".into(), "a".into()),
+                ("u1".into(), "welcome".into()),
+                ("u2".into(), "b".into()),
+                ("u2".into(), "welcome".into()),
+                ("u3".into(), "a".into()),
+                ("u3".into(), "welcome".into()),
+            ]
+        );
+        let u2_branches = step_events(&db, &ws)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "branch" && e.branch.as_deref() == Some("no"))
+            .count();
+        assert_eq!(u2_branches, 1);
+    }
+}
+
+#[tokio::test]
+async fn two_engines_advancing_at_once_never_send_twice() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        let plans: Vec<(String, &str)> = (0..300)
+            .map(|i| (format!("u{i:03}"), if i % 2 == 0 { "pro" } else { "free" }))
+            .collect();
+        let plans: Vec<(&str, &str)> = plans.iter().map(|(u, p)| (u.as_str(), *p)).collect();
+        for chunk in plans.chunks(75) {
+            users(&db, &ws, chunk).await;
+        }
+        let canvas = launched(&db, &ws, onboarding(Entry::Api)).await;
+        let outcome = enter(&db, &ws, &canvas, broadcast(), now()).await;
+        assert_eq!(outcome.entered, 300);
+        for at in [now(), now() + Duration::seconds(60)] {
+            let (a, b) = tokio::join!(
+                canvas::advance_due(&db, at, 1000),
+                canvas::advance_due(&db, at, 1000),
+            );
+            assert_eq!(a.unwrap() + b.unwrap(), 300);
+        }
+        let sends = sends(&db, &ws).await;
+        assert_eq!(sends.len(), 600);
+        let distinct: BTreeSet<(String, String)> = who_got_what(&sends).into_iter().collect();
+        assert_eq!(distinct.len(), 600);
+        assert_eq!(distinct.iter().filter(|(_, step)| step == "a").count(), 150);
+    }
+}
+
+#[tokio::test]
+async fn users_in_flight_finish_on_the_version_they_entered_after_a_live_edit() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro"), ("u2", "pro")]).await;
+        let two_steps = |tag: &str| {
+            definition(
+                Entry::Api,
+                "first",
+                vec![
+                    send("first", &format!("{tag} first"), next("wait")),
+                    delay("wait", 60, next("second")),
+                    send("second", &format!("{tag} second"), None),
+                ],
+            )
+        };
+        let canvas = launched(&db, &ws, two_steps("v1")).await;
+        enter(&db, &ws, &canvas, listed(&["u1"]), now()).await;
+        assert_eq!(advance(&db, now()).await, 1);
+
+        let mut edited = two_steps("v2");
+        edited.variants = canvas.draft.variants.clone();
+        let input = CanvasInput {
+            name: canvas.name.clone(),
+            description: String::new(),
+            tags: Vec::new(),
+            definition: edited,
+        };
+        let t1 = now() + Duration::seconds(10);
+        let edited = canvas::update_canvas(&db, &ws, &canvas.id, input, None, t1)
+            .await
+            .unwrap();
+        assert_eq!(edited.live_version, Some(2));
+        enter(&db, &ws, &canvas, listed(&["u2"]), t1).await;
+        assert_eq!(advance(&db, t1).await, 1);
+        assert_eq!(advance(&db, now() + Duration::seconds(80)).await, 2);
+
+        let bodies: Vec<(String, String)> = sends(&db, &ws)
+            .await
+            .iter()
+            .map(|s| (s.recipient.clone().unwrap(), body(s)))
+            .collect();
+        assert_eq!(
+            bodies,
+            [
+                ("u1".into(), "v1 first".into()),
+                ("u2".into(), "v2 first".into()),
+                ("u1".into(), "v1 second".into()),
+                ("u2".into(), "v2 second".into()),
+            ]
+        );
+        let versions: Vec<i32> = journeys(&db, &ws).await.iter().map(|j| j.version).collect();
+        assert_eq!(versions, [1, 2]);
+    }
+}
+
+fn action_paths(window_seconds: u64) -> Definition {
+    definition(
+        Entry::Api,
+        "wait-for-upgrade",
+        vec![
+            step(
+                "wait-for-upgrade",
+                StepKind::ActionPaths {
+                    window_seconds,
+                    paths: vec![ActionPath {
+                        name: "Upgraded".into(),
+                        trigger: custom_event("upgrade"),
+                        next: next("thanks"),
+                    }],
+                    everyone_else: next("reminder"),
+                },
+            ),
+            send("thanks", "thanks for {{event_properties.${plan}}}", None),
+            send("reminder", "still {{event_properties.${plan}}}?", None),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn an_event_within_the_window_takes_its_action_path_and_the_others_go_on_after_the_window() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "free"), ("u2", "free")]).await;
+        // An upgrade before entering does not count.
+        perform(
+            &db,
+            &ws,
+            "u2",
+            "upgrade",
+            json!({"plan": "old"}),
+            now() - Duration::minutes(1),
+        )
+        .await;
+        assert_eq!(campaign::handle_events(&db, now(), 100).await.unwrap(), 1);
+        let canvas = launched(&db, &ws, action_paths(3600)).await;
+        enter(&db, &ws, &canvas, listed(&["u1", "u2"]), now()).await;
+        assert_eq!(advance(&db, now()).await, 2);
+        assert_eq!(statuses(&db, &ws).await["u1"], ["waiting"]);
+
+        let t1 = now() + Duration::minutes(10);
+        perform(&db, &ws, "u1", "upgrade", json!({"plan": "pro"}), t1).await;
+        assert_eq!(campaign::handle_events(&db, t1, 100).await.unwrap(), 1);
+        assert_eq!(statuses(&db, &ws).await["u1"], ["active"]);
+        assert_eq!(advance(&db, t1).await, 1);
+        let sends_now = sends(&db, &ws).await;
+        assert_eq!(who_got_what(&sends_now), [("u1".into(), "thanks".into())]);
+        assert_eq!(body(&sends_now[0]), "thanks for pro");
+
+        // u2 goes on to everyone else when the hour is over, without event properties.
+        assert_eq!(advance(&db, now() + Duration::minutes(59)).await, 0);
+        assert_eq!(advance(&db, now() + Duration::minutes(60)).await, 1);
+        let all = sends(&db, &ws).await;
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            (all[1].recipient.as_deref(), body(&all[1]).as_str()),
+            (Some("u2"), "still ?")
+        );
+        // An upgrade after the window moves no one.
+        perform(
+            &db,
+            &ws,
+            "u2",
+            "upgrade",
+            json!({"plan": "pro"}),
+            now() + Duration::hours(2),
+        )
+        .await;
+        campaign::handle_events(&db, now() + Duration::hours(2), 100)
+            .await
+            .unwrap();
+        assert_eq!(advance(&db, now() + Duration::hours(2)).await, 0);
+        assert_eq!(sends(&db, &ws).await.len(), 2);
+        let branches: Vec<String> = step_events(&db, &ws)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "branch")
+            .map(|e| e.branch.unwrap())
+            .collect();
+        assert_eq!(branches, ["Upgraded", "Everyone Else"]);
+    }
+}
+
+#[tokio::test]
+async fn an_experiment_sends_each_user_down_the_same_path_on_every_entry() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        let ids: Vec<String> = (0..40).map(|i| format!("u{i:02}")).collect();
+        let plans: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "pro")).collect();
+        users(&db, &ws, &plans).await;
+        let mut definition = definition(
+            Entry::Api,
+            "test",
+            vec![
+                step(
+                    "test",
+                    StepKind::Experiment {
+                        paths: vec![
+                            ExperimentPath {
+                                name: "Left".into(),
+                                percent: 50,
+                                next: next("left"),
+                            },
+                            ExperimentPath {
+                                name: "Right".into(),
+                                percent: 50,
+                                next: next("right"),
+                            },
+                        ],
+                        control_percent: 0,
+                    },
+                ),
+                send("left", "left", None),
+                send("right", "right", None),
+            ],
+        );
+        definition.settings.reentry_after_seconds = Some(0);
+        let canvas = launched(&db, &ws, definition).await;
+        for round in 0..2 {
+            let at = now() + Duration::minutes(round);
+            let outcome = enter(&db, &ws, &canvas, broadcast(), at).await;
+            assert_eq!(outcome.entered, 40);
+            assert_eq!(advance(&db, at).await, 40);
+        }
+        let mut paths: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for send in sends(&db, &ws).await {
+            paths
+                .entry(send.recipient.unwrap())
+                .or_default()
+                .insert(send.variant_id.unwrap());
+        }
+        assert_eq!(paths.len(), 40);
+        assert!(paths.values().all(|p| p.len() == 1), "{paths:?}");
+        let left = paths.values().filter(|p| p.contains("left")).count();
+        assert!((8..=32).contains(&left), "{left} of 40 went left");
+    }
+}
+
+#[tokio::test]
+async fn a_user_update_step_applies_rendered_attributes_that_later_steps_see() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "free")]).await;
+        let canvas = launched(
+            &db,
+            &ws,
+            definition(
+                Entry::Api,
+                "update",
+                vec![
+                    step(
+                        "update",
+                        StepKind::UserUpdate {
+                            attributes: props(
+                                json!({"plan": "{{context.${new_plan}}}", "visits": 3}),
+                            ),
+                            next: next("tell"),
+                        },
+                    ),
+                    send(
+                        "tell",
+                        "{{custom_attribute.${plan}}} {{custom_attribute.${visits}}}",
+                        None,
+                    ),
+                ],
+            ),
+        )
+        .await;
+        let mut request = listed(&["u1"]);
+        request.context = props(json!({"new_plan": "gold"}));
+        enter(&db, &ws, &canvas, request, now()).await;
+        assert_eq!(advance(&db, now()).await, 1);
+        let user = profile::find_by_external_id(&db, &ws, "u1")
+            .await
+            .unwrap()
+            .unwrap();
+        let attributes: Value = serde_json::from_str(&user.custom_attributes).unwrap();
+        assert_eq!(attributes["plan"], json!("gold"));
+        assert_eq!(attributes["visits"], json!(3));
+        assert_eq!(body(&sends(&db, &ws).await[0]), "gold 3");
+    }
+}
+
+#[tokio::test]
+async fn a_context_step_sets_a_typed_variable_that_later_steps_use() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro")]).await;
+        let canvas = launched(
+            &db,
+            &ws,
+            definition(
+                Entry::Api,
+                "compute",
+                vec![
+                    step(
+                        "compute",
+                        StepKind::Context {
+                            variables: vec![ContextVariable {
+                                name: "discount".into(),
+                                value_type: "number".into(),
+                                value: "{{context.${base} | times: 10}}".into(),
+                            }],
+                            next: next("wait"),
+                        },
+                    ),
+                    delay("wait", 60, next("offer")),
+                    send(
+                        "offer",
+                        "{{context.${discount} | plus: 1}} {{canvas_entry_properties.${discount}}}",
+                        None,
+                    ),
+                ],
+            ),
+        )
+        .await;
+        let mut request = listed(&["u1"]);
+        request.context = props(json!({"base": 5}));
+        enter(&db, &ws, &canvas, request, now()).await;
+        assert_eq!(advance(&db, now()).await, 1);
+        let waiting = &journeys(&db, &ws).await[0];
+        let state: Value = serde_json::from_str(&waiting.state).unwrap();
+        assert_eq!(state["context"]["discount"], json!(50));
+        assert_eq!(advance(&db, now() + Duration::seconds(60)).await, 1);
+        assert_eq!(body(&sends(&db, &ws).await[0]), "51 50");
+    }
+}
+
+#[tokio::test]
+async fn an_exit_event_takes_the_user_out_at_the_end_of_the_current_step() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro"), ("u2", "pro")]).await;
+        let mut definition = onboarding(Entry::Api);
+        definition.exit.events = vec![custom_event("unsubscribe")];
+        let canvas = launched(&db, &ws, definition).await;
+        enter(&db, &ws, &canvas, listed(&["u1", "u2"]), now()).await;
+        assert_eq!(advance(&db, now()).await, 2);
+        let t1 = now() + Duration::seconds(10);
+        perform(&db, &ws, "u1", "unsubscribe", json!({}), t1).await;
+        assert_eq!(campaign::handle_events(&db, t1, 100).await.unwrap(), 1);
+        // Still in the delay until it ends.
+        assert_eq!(statuses(&db, &ws).await["u1"], ["active"]);
+        assert_eq!(advance(&db, t1).await, 0);
+        assert_eq!(advance(&db, now() + Duration::seconds(60)).await, 2);
+        let statuses = statuses(&db, &ws).await;
+        assert_eq!(statuses["u1"], ["exited"]);
+        assert_eq!(statuses["u2"], ["finished"]);
+        assert_eq!(
+            who_got_what(&sends(&db, &ws).await),
+            [
+                ("u1".into(), "welcome".into()),
+                ("u2".into(), "welcome".into()),
+                ("u2".into(), "a".into()),
+            ]
+        );
+        let exited: Vec<Option<String>> = step_events(&db, &ws)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "exited")
+            .map(|e| e.step_id)
+            .collect();
+        assert_eq!(exited, [Some("split".to_owned())]);
+    }
+}
+
+#[tokio::test]
+async fn users_leaving_the_exit_audience_exit_at_their_next_step() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro"), ("u2", "pro")]).await;
+        let mut definition = onboarding(Entry::Api);
+        // Users stay while they are pro.
+        definition.exit.filter = Some(plan_is("pro"));
+        let canvas = launched(&db, &ws, definition).await;
+        enter(&db, &ws, &canvas, listed(&["u1", "u2"]), now()).await;
+        assert_eq!(advance(&db, now()).await, 2);
+        users(&db, &ws, &[("u2", "free")]).await;
+        assert_eq!(advance(&db, now() + Duration::seconds(60)).await, 2);
+        let statuses = statuses(&db, &ws).await;
+        assert_eq!(statuses["u1"], ["finished"]);
+        assert_eq!(statuses["u2"], ["exited"]);
+        assert_eq!(sends(&db, &ws).await.len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn re_entry_and_entry_limits_decide_who_enters_again() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro"), ("u2", "pro"), ("u3", "pro")]).await;
+        // Once only (the default).
+        let once = launched(&db, &ws, onboarding(Entry::Api)).await;
+        assert_eq!(
+            enter(&db, &ws, &once, listed(&["u1"]), now()).await.entered,
+            1
+        );
+        let again = enter(
+            &db,
+            &ws,
+            &once,
+            listed(&["u1"]),
+            now() + Duration::days(400),
+        )
+        .await;
+        assert_eq!((again.entered, again.skipped), (0, 1));
+
+        // Again after an hour.
+        let mut hourly = onboarding(Entry::Api);
+        hourly.settings.reentry_after_seconds = Some(3600);
+        let hourly = launched(&db, &ws, hourly).await;
+        let at = |minutes| now() + Duration::minutes(minutes);
+        assert_eq!(
+            enter(&db, &ws, &hourly, listed(&["u1"]), at(0))
+                .await
+                .entered,
+            1
+        );
+        assert_eq!(
+            enter(&db, &ws, &hourly, listed(&["u1"]), at(59))
+                .await
+                .entered,
+            0
+        );
+        assert_eq!(
+            enter(&db, &ws, &hourly, listed(&["u1"]), at(60))
+                .await
+                .entered,
+            1
+        );
+
+        // Two a day, whoever they are.
+        let mut limited = onboarding(Entry::Api);
+        limited.settings.reentry_after_seconds = Some(0);
+        limited.settings.entry_limit = Some(EntryLimit {
+            max: 2,
+            per: LimitPeriod::Day,
+        });
+        let limited = launched(&db, &ws, limited).await;
+        let first = enter(&db, &ws, &limited, listed(&["u1", "u2", "u3"]), now()).await;
+        assert_eq!((first.entered, first.skipped), (2, 1));
+        let later = enter(
+            &db,
+            &ws,
+            &limited,
+            listed(&["u3"]),
+            now() + Duration::hours(2),
+        )
+        .await;
+        assert_eq!(later.entered, 0);
+        let tomorrow = now() + Duration::days(1);
+        let next_day = enter(&db, &ws, &limited, listed(&["u3", "u1", "u2"]), tomorrow).await;
+        assert_eq!((next_day.entered, next_day.skipped), (2, 1));
+
+        // At most three for the lifetime, re-entries included.
+        let mut lifetime = onboarding(Entry::Api);
+        lifetime.settings.reentry_after_seconds = Some(0);
+        lifetime.settings.entry_limit = Some(EntryLimit {
+            max: 3,
+            per: LimitPeriod::Lifetime,
+        });
+        let lifetime = launched(&db, &ws, lifetime).await;
+        assert_eq!(
+            enter(&db, &ws, &lifetime, listed(&["u1", "u2"]), now())
+                .await
+                .entered,
+            2
+        );
+        assert_eq!(
+            enter(
+                &db,
+                &ws,
+                &lifetime,
+                listed(&["u1", "u2"]),
+                now() + Duration::days(9)
+            )
+            .await
+            .entered,
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_control_group_enters_without_a_journey_to_run_and_stays_control() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        let ids: Vec<String> = (0..60).map(|i| format!("u{i:02}")).collect();
+        let plans: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "pro")).collect();
+        users(&db, &ws, &plans).await;
+        let mut definition = onboarding(Entry::Api);
+        definition.variants[0].percent = 50;
+        definition.control_percent = 50;
+        definition.settings.reentry_after_seconds = Some(0);
+        let canvas = launched(&db, &ws, definition).await;
+        let first = enter(&db, &ws, &canvas, broadcast(), now()).await;
+        assert_eq!(first.entered + first.skipped, 60);
+        assert!((10..=50).contains(&first.entered), "{first:?}");
+        let second = enter(&db, &ws, &canvas, broadcast(), now() + Duration::hours(1)).await;
+        assert_eq!(second.entered, first.entered, "variants are locked");
+        advance(&db, now() + Duration::hours(1)).await;
+        let sends = sends(&db, &ws).await;
+        assert_eq!(sends.len() as u64, 2 * first.entered);
+        let controls = step_events(&db, &ws)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "entered" && e.branch.as_deref() == Some("control"))
+            .count() as u64;
+        assert_eq!(controls, 2 * first.skipped);
+    }
+}
+
+#[tokio::test]
+async fn a_paused_canvas_holds_its_journeys_and_a_stopped_one_lets_them_exit() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro")]).await;
+        let canvas = launched(&db, &ws, onboarding(Entry::Api)).await;
+        enter(&db, &ws, &canvas, listed(&["u1"]), now()).await;
+        canvas::pause_canvas(&db, &ws, &canvas.id, now())
+            .await
+            .unwrap();
+        assert_eq!(advance(&db, now()).await, 0);
+        assert!(sends(&db, &ws).await.is_empty());
+        canvas::resume_canvas(&db, &ws, &canvas.id, now())
+            .await
+            .unwrap();
+        assert_eq!(advance(&db, now()).await, 1);
+        assert_eq!(sends(&db, &ws).await.len(), 1);
+        canvas::stop_canvas(&db, &ws, &canvas.id, now())
+            .await
+            .unwrap();
+        assert_eq!(advance(&db, now() + Duration::seconds(60)).await, 1);
+        assert_eq!(statuses(&db, &ws).await["u1"], ["exited"]);
+        assert_eq!(sends(&db, &ws).await.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_entry_lets_its_audience_in_once_per_occurrence() {
+    for db in test_databases().await {
+        let ws = WorkspaceId::generate();
+        users(&db, &ws, &[("u1", "pro"), ("u2", "free"), ("u3", "pro")]).await;
+        let schedule = Schedule::At {
+            starts_on: NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+            time: NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
+            recurrence: Recurrence::Daily { every: 1 },
+            ends_on: None,
+            time_zone: "UTC".into(),
+            in_local_time: false,
+        };
+        let mut definition = onboarding(Entry::Scheduled { schedule });
+        definition.audience.filter = Some(plan_is("pro"));
+        definition.settings.reentry_after_seconds = Some(0);
+        launched(&db, &ws, definition).await;
+        let first = Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap();
+        let run = |at| canvas::run_due_canvas_occurrences(&db, at, 10);
+        assert_eq!(run(first - Duration::seconds(1)).await.unwrap(), 0);
+        assert!(journeys(&db, &ws).await.is_empty());
+        let (a, b) = tokio::join!(run(first), run(first));
+        assert_eq!(a.unwrap() + b.unwrap(), 1);
+        assert_eq!(run(first + Duration::hours(1)).await.unwrap(), 0);
+        let entered = journeys(&db, &ws).await;
+        assert_eq!(entered.len(), 2);
+        assert_eq!(
+            statuses(&db, &ws).await.keys().cloned().collect::<Vec<_>>(),
+            ["u1", "u3"]
+        );
+        let occurrences = canvas_occurrence::Entity::find()
+            .filter(canvas_occurrence::Column::WorkspaceId.eq(ws.as_str()))
+            .order_by_asc(canvas_occurrence::Column::DueAt)
+            .all(&db)
+            .await
+            .unwrap();
+        assert_eq!(occurrences.len(), 2);
+        assert_eq!(
+            (occurrences[0].status.as_str(), occurrences[0].entered),
+            ("done", 2)
+        );
+        assert_eq!(
+            (occurrences[1].status.as_str(), occurrences[1].due_at),
+            ("pending", first + Duration::days(1))
+        );
+        // The next day, once more.
+        assert_eq!(run(first + Duration::days(1)).await.unwrap(), 1);
+        assert_eq!(journeys(&db, &ws).await.len(), 4);
+    }
+}
