@@ -5,6 +5,7 @@ pub mod account;
 pub mod api_key;
 pub mod campaign;
 pub mod canvas;
+mod claim;
 pub mod clock;
 pub mod entity;
 pub mod error;

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use domain::campaign::{
-    self, AudienceSpec, Campaign, CampaignInput, CampaignKind, CampaignStatus, CapRule, Delivery,
-    QuietHours, Recurrence, Schedule, Settings, Variant,
+    self, AudienceSpec, CampaignInput, CampaignKind, CampaignStatus, CapRule, Delivery, QuietHours,
+    Recurrence, Schedule, Settings, Variant,
 };
 use domain::entity::{campaign_occurrence, campaign_receipt, profile, webhook_send};
 use domain::messaging::Audience;
@@ -17,14 +17,13 @@ use domain::webhook::{Body, Method, WebhookMessage};
 use domain::{CampaignId, DomainError, VariantId, WorkspaceId};
 use migrations::testing::test_databases;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
-}
+mod common;
+
+use common::{break_outbox_at, context, launched, now, plan_is, repair_outbox};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 12, d).unwrap()
@@ -48,15 +47,6 @@ fn variant(name: &str, percent: u8) -> Variant {
         name: name.into(),
         percent,
         message: Some(message()),
-    }
-}
-
-fn plan_is(plan: &str) -> Filter {
-    Filter::Attribute {
-        name: "plan".into(),
-        custom: true,
-        comparison: Comparison::Equals,
-        value: json!(plan),
     }
 }
 
@@ -105,18 +95,6 @@ fn daily_at(hour: u32, starts_on: NaiveDate) -> Schedule {
         time_zone: "UTC".into(),
         in_local_time: false,
     }
-}
-
-async fn launched(
-    db: &DatabaseConnection,
-    ws: &WorkspaceId,
-    input: CampaignInput,
-    at: DateTime<Utc>,
-) -> Campaign {
-    let draft = campaign::create_campaign(db, ws, input, at).await.unwrap();
-    campaign::launch_campaign(db, ws, &draft.id, at)
-        .await
-        .unwrap()
 }
 
 /// Users `{prefix}0000`.. straight into the profile table (faster than `/users/track` for
@@ -196,10 +174,6 @@ fn distinct_recipients(sends: &[webhook_send::Model]) -> BTreeSet<String> {
         );
     }
     seen
-}
-
-fn context(send: &webhook_send::Model) -> Value {
-    serde_json::from_str(&send.context).unwrap()
 }
 
 /// Fires what is due at `at`; how many occurrences finished.
@@ -303,37 +277,6 @@ async fn two_processes_firing_the_same_occurrence_at_once_queue_each_user_once()
         let sends = sends_of(&db, &ws, &campaign.id).await;
         assert_eq!(distinct_recipients(&sends).len(), 2300);
     }
-}
-
-/// Makes the outbox refuse a send to `recipient`, as if the process died while writing it.
-async fn break_outbox_at(db: &DatabaseConnection, recipient: &str) {
-    let statements = match db.get_database_backend() {
-        DbBackend::Postgres => vec![
-            format!(
-                "CREATE FUNCTION crash_here() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 IF NEW.recipient = '{recipient}' THEN RAISE EXCEPTION 'simulated crash'; END IF; \
-                 RETURN NEW; END $$"
-            ),
-            "CREATE TRIGGER crash_here BEFORE INSERT ON webhook_send FOR EACH ROW \
-             EXECUTE FUNCTION crash_here()"
-                .to_owned(),
-        ],
-        _ => vec![format!(
-            "CREATE TRIGGER crash_here BEFORE INSERT ON webhook_send \
-             WHEN NEW.recipient = '{recipient}' BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
-        )],
-    };
-    for sql in statements {
-        db.execute_unprepared(&sql).await.unwrap();
-    }
-}
-
-async fn repair_outbox(db: &DatabaseConnection) {
-    let sql = match db.get_database_backend() {
-        DbBackend::Postgres => "DROP TRIGGER crash_here ON webhook_send",
-        _ => "DROP TRIGGER crash_here",
-    };
-    db.execute_unprepared(sql).await.unwrap();
 }
 
 #[tokio::test]

@@ -18,9 +18,9 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
-}
+mod common;
+
+use common::{field_of, now, track as track_at};
 
 fn message(url: &str) -> WebhookMessage {
     WebhookMessage {
@@ -84,23 +84,8 @@ fn api_input(name: &str) -> CampaignInput {
     }
 }
 
-fn field_of<T: std::fmt::Debug>(result: Result<T, DomainError>) -> &'static str {
-    match result {
-        Err(error) => error
-            .field()
-            .unwrap_or_else(|| panic!("error without a field: {error}")),
-        Ok(value) => panic!("expected an error, got {value:?}"),
-    }
-}
-
 async fn track(db: &DatabaseConnection, ws: &WorkspaceId, body: Value) {
     track_at(db, ws, body, now()).await;
-}
-
-/// Tracks as of `at` (event times after the call's time are read as the call's time).
-async fn track_at(db: &DatabaseConnection, ws: &WorkspaceId, body: Value, at: DateTime<Utc>) {
-    let outcome = profile::track(db, ws, &body, at).await.unwrap();
-    assert!(outcome.errors.is_empty(), "{outcome:?}");
 }
 
 /// Queues `n` sends of `campaign` (variant `variant`) to `recipient-0..n`, created at `at`.

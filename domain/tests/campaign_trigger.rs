@@ -16,9 +16,9 @@ use migrations::testing::test_databases;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Map, Value, json};
 
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
-}
+mod common;
+
+use common::{context, launched, now, props, track, users};
 
 fn message() -> WebhookMessage {
     WebhookMessage {
@@ -29,24 +29,6 @@ fn message() -> WebhookMessage {
             text: "{{api_trigger_properties.${order}}} {{event_properties.${sku}}}".into(),
         },
     }
-}
-
-fn props(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().unwrap_or_default()
-}
-
-async fn track(db: &DatabaseConnection, ws: &WorkspaceId, body: Value, at: DateTime<Utc>) {
-    let outcome = profile::track(db, ws, &body, at).await.unwrap();
-    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
-}
-
-/// Users `u1`..`un`, each with a `plan` attribute.
-async fn users(db: &DatabaseConnection, ws: &WorkspaceId, plans: &[(&str, &str)]) {
-    let attributes: Vec<Value> = plans
-        .iter()
-        .map(|(id, plan)| json!({"external_id": id, "plan": plan}))
-        .collect();
-    track(db, ws, json!({ "attributes": attributes }), now()).await;
 }
 
 fn input(delivery: Delivery, audience: AudienceSpec, settings: Settings) -> CampaignInput {
@@ -67,18 +49,6 @@ fn input(delivery: Delivery, audience: AudienceSpec, settings: Settings) -> Camp
         conversions: Vec::new(),
         settings,
     }
-}
-
-async fn launched(
-    db: &DatabaseConnection,
-    ws: &WorkspaceId,
-    input: CampaignInput,
-    at: DateTime<Utc>,
-) -> Campaign {
-    let draft = campaign::create_campaign(db, ws, input, at).await.unwrap();
-    campaign::launch_campaign(db, ws, &draft.id, at)
-        .await
-        .unwrap()
 }
 
 /// An active API-triggered campaign that a user may receive every time.
@@ -122,10 +92,6 @@ async fn sends(db: &DatabaseConnection, ws: &WorkspaceId) -> Vec<webhook_send::M
         .all(db)
         .await
         .unwrap()
-}
-
-fn context(send: &webhook_send::Model) -> Value {
-    serde_json::from_str(&send.context).unwrap()
 }
 
 fn recipients_of(sends: &[webhook_send::Model]) -> Vec<String> {

@@ -15,24 +15,16 @@ use domain::canvas::{
 };
 use domain::entity::{canvas_journey, canvas_occurrence, canvas_step_event, webhook_send};
 use domain::profile;
-use domain::segment::{Comparison, Filter};
 use domain::template::RenderContext;
 use domain::webhook::{self, Body, Method, Rendered, WebhookMessage};
 use domain::{DomainError, WorkspaceId};
 use migrations::testing::test_databases;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Map, Value, json};
 
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
-}
+mod common;
 
-fn props(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().unwrap_or_default()
-}
+use common::{break_outbox_at, now, plan_is, props, repair_outbox, track, users};
 
 fn next(id: &str) -> Option<StepId> {
     Some(StepId(id.into()))
@@ -74,15 +66,6 @@ fn delay(id: &str, seconds: u64, then: Option<StepId>) -> Step {
             next: then,
         },
     )
-}
-
-fn plan_is(plan: &str) -> Filter {
-    Filter::Attribute {
-        name: "plan".into(),
-        custom: true,
-        comparison: Comparison::Equals,
-        value: json!(plan),
-    }
 }
 
 fn custom_event(name: &str) -> Trigger {
@@ -145,20 +128,6 @@ async fn launched(db: &DatabaseConnection, ws: &WorkspaceId, definition: Definit
     canvas::launch_canvas(db, ws, &draft.id, now())
         .await
         .unwrap()
-}
-
-async fn track(db: &DatabaseConnection, ws: &WorkspaceId, body: Value, at: DateTime<Utc>) {
-    let outcome = profile::track(db, ws, &body, at).await.unwrap();
-    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
-}
-
-/// Users with a `plan` attribute.
-async fn users(db: &DatabaseConnection, ws: &WorkspaceId, plans: &[(&str, &str)]) {
-    let attributes: Vec<Value> = plans
-        .iter()
-        .map(|(id, plan)| json!({"external_id": id, "plan": plan}))
-        .collect();
-    track(db, ws, json!({ "attributes": attributes }), now()).await;
 }
 
 async fn perform(
@@ -639,37 +608,6 @@ async fn signup_welcome_delay_and_split_send_each_user_the_right_webhooks_at_the
             "{branches:?}"
         );
     }
-}
-
-/// Makes the outbox refuse a send to `recipient`, as if the process died while writing it.
-async fn break_outbox_at(db: &DatabaseConnection, recipient: &str) {
-    let statements = match db.get_database_backend() {
-        DbBackend::Postgres => vec![
-            format!(
-                "CREATE FUNCTION crash_here() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 IF NEW.recipient = '{recipient}' THEN RAISE EXCEPTION 'simulated crash'; END IF; \
-                 RETURN NEW; END $$"
-            ),
-            "CREATE TRIGGER crash_here BEFORE INSERT ON webhook_send FOR EACH ROW \
-             EXECUTE FUNCTION crash_here()"
-                .to_owned(),
-        ],
-        _ => vec![format!(
-            "CREATE TRIGGER crash_here BEFORE INSERT ON webhook_send \
-             WHEN NEW.recipient = '{recipient}' BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
-        )],
-    };
-    for sql in statements {
-        db.execute_unprepared(&sql).await.unwrap();
-    }
-}
-
-async fn repair_outbox(db: &DatabaseConnection) {
-    let sql = match db.get_database_backend() {
-        DbBackend::Postgres => "DROP TRIGGER crash_here ON webhook_send",
-        _ => "DROP TRIGGER crash_here",
-    };
-    db.execute_unprepared(sql).await.unwrap();
 }
 
 #[tokio::test]

@@ -26,9 +26,9 @@ use sea_orm::{
 };
 use serde_json::{Map, json};
 
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
-}
+mod common;
+
+use common::{field_of, now};
 
 fn id(text: &str) -> StepId {
     StepId(text.into())
@@ -159,15 +159,6 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
-}
-
-fn field_of<T: std::fmt::Debug>(result: Result<T, DomainError>) -> &'static str {
-    match result {
-        Err(error) => error
-            .field()
-            .unwrap_or_else(|| panic!("error without a field: {error}")),
-        Ok(value) => panic!("expected an error, got {value:?}"),
-    }
 }
 
 fn fields(problems: &[Problem]) -> Vec<&str> {

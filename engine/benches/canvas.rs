@@ -17,49 +17,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::campaign::AudienceSpec;
 use domain::canvas::{
     self, CanvasInput, CanvasSettings, CanvasTarget, CanvasTriggerRequest, CanvasVariant,
     Definition, DelaySpec, Entry, ExitCriteria, Step, StepId, StepKind,
 };
-use domain::entity::{canvas_journey, profile, webhook_send};
+use domain::entity::{canvas_journey, webhook_send};
 use domain::segment::{Comparison, Filter};
 use domain::webhook::{Body, Method, WebhookMessage};
 use domain::{Clock, WorkspaceId};
-use engine::scheduler::Scheduler;
-use engine::{
-    AddressPolicy, DeliverySettings, DispatchSettings, Dispatcher, RetryPolicy, WebhookClient,
-};
-use migrations::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::SqliteSynchronous;
-use sea_orm::{
-    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
+use support::{Engine, Scratch, env, peak_rss_mib, seed};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The peak resident set of this process, from /proc (0 where unavailable).
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
+mod support;
 
 /// The system clock plus an offset that only grows: time runs as usual, and the benchmark can
 /// skip ahead past a delay.
@@ -82,47 +54,7 @@ impl Clock for JumpClock {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    // The sink gets a runtime of its own, on its own thread, like a separate receiver would.
-    let received = Arc::new(AtomicUsize::new(0));
-    let sink_addr = {
-        let received = received.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a sink runtime");
-            runtime.block_on(async move {
-                let app = Router::new()
-                    .fallback(
-                        |State(n): State<Arc<AtomicUsize>>, _body: axum::body::Bytes| async move {
-                            n.fetch_add(1, Ordering::Relaxed);
-                            "ok"
-                        },
-                    )
-                    .with_state(received);
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind the sink");
-                tx.send(listener.local_addr().expect("sink address"))
-                    .expect("report the sink address");
-                axum::serve(listener, app).await.expect("serve the sink");
-            });
-        });
-        rx.recv().expect("the sink starts")
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(sink_addr, received));
+    support::main(run);
 }
 
 fn step(id: &str, kind: StepKind) -> Step {
@@ -208,33 +140,10 @@ fn definition(sink: std::net::SocketAddr) -> Definition {
 
 async fn run(sink: std::net::SocketAddr, received: Arc<AtomicUsize>) {
     let users = env("HERALD_BENCH_USERS", 100_000);
-    let concurrency = env("HERALD_BENCH_CONCURRENCY", 512);
-    let per_host = env("HERALD_BENCH_PER_HOST", 512);
-    let batch = env("HERALD_BENCH_BATCH", 1024);
-    let (synchronous, durability) = match std::env::var("HERALD_BENCH_SYNCHRONOUS").as_deref() {
-        Ok("normal") => (SqliteSynchronous::Normal, "normal"),
-        _ => (SqliteSynchronous::Full, "full"),
-    };
-    let dir = std::env::temp_dir().join(format!("herald-canvas-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a scratch directory");
-    let path = dir.join("herald.db");
-    let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
-    options
-        .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(move |o| o.with_regexp().synchronous(synchronous));
-    let db = Database::connect(options).await.expect("open SQLite");
-    db.execute_unprepared("PRAGMA journal_mode=WAL")
-        .await
-        .expect("WAL");
-    Migrator::up(&db, None).await.expect("migrate");
-
+    let scratch = Scratch::open("canvas").await;
+    let db = &scratch.db;
     let ws = WorkspaceId::generate();
-    let seeding = Instant::now();
-    seed(&db, &ws, users).await;
-    eprintln!(
-        "seeded {users} users in {:.1} s",
-        seeding.elapsed().as_secs_f64()
-    );
+    seed(db, &ws, users, "users").await;
 
     let clock = Arc::new(JumpClock::default());
     let input = CanvasInput {
@@ -243,40 +152,14 @@ async fn run(sink: std::net::SocketAddr, received: Arc<AtomicUsize>) {
         tags: Vec::new(),
         definition: definition(sink),
     };
-    let created = canvas::create_canvas(&db, &ws, input, clock.now())
+    let created = canvas::create_canvas(db, &ws, input, clock.now())
         .await
         .expect("create the Canvas");
-    let live = canvas::launch_canvas(&db, &ws, &created.id, clock.now())
+    let live = canvas::launch_canvas(db, &ws, &created.id, clock.now())
         .await
         .expect("launch the Canvas");
 
-    let dispatcher = Arc::new(Dispatcher::new(
-        db.clone(),
-        WebhookClient::new(&DeliverySettings {
-            concurrency,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            addresses: AddressPolicy::new(vec!["127.0.0.0/8".parse().expect("a CIDR")]),
-            allowed_ports: Vec::new(),
-        }),
-        RetryPolicy::default(),
-        clock.clone(),
-        DispatchSettings {
-            batch_size: batch,
-            concurrency,
-            per_host_concurrency: per_host,
-            ..DispatchSettings::default()
-        },
-    ));
-    let scheduler = Scheduler::new(db.clone(), clock.clone(), dispatcher.waker())
-        .with_period(Duration::from_millis(100));
-    let stats = scheduler.stats();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let dispatching = tokio::spawn(dispatcher.clone().run(stopped(stop_rx.clone())));
-    let scheduling = tokio::spawn(scheduler.run(stopped(stop_rx)));
+    let (engine, stats) = Engine::start(db, clock.clone());
 
     let started = Instant::now();
     let request = CanvasTriggerRequest {
@@ -286,7 +169,7 @@ async fn run(sink: std::net::SocketAddr, received: Arc<AtomicUsize>) {
             .cloned()
             .unwrap_or_default(),
     };
-    let outcome = canvas::trigger_canvas(&db, &ws, &live.id, request, clock.now())
+    let outcome = canvas::trigger_canvas(db, &ws, &live.id, request, clock.now())
         .await
         .expect("enter everyone");
     let entered_after = started.elapsed();
@@ -304,7 +187,7 @@ async fn run(sink: std::net::SocketAddr, received: Arc<AtomicUsize>) {
         let in_delay = journeys()
             .filter(canvas_journey::Column::Status.eq("active"))
             .filter(canvas_journey::Column::StepId.eq("split"))
-            .count(&db)
+            .count(db)
             .await
             .expect("count journeys");
         if in_delay as usize >= users || started.elapsed() > deadline {
@@ -321,7 +204,7 @@ async fn run(sink: std::net::SocketAddr, received: Arc<AtomicUsize>) {
         if finished_after.is_none() {
             let finished = journeys()
                 .filter(canvas_journey::Column::Status.eq("finished"))
-                .count(&db)
+                .count(db)
                 .await
                 .expect("count journeys");
             if finished as usize >= users {
@@ -337,14 +220,12 @@ async fn run(sink: std::net::SocketAddr, received: Arc<AtomicUsize>) {
         }
     }
     let after_jump = jumped.elapsed();
-    let _ = stop_tx.send(true);
-    let _ = dispatching.await;
-    let _ = scheduling.await;
+    engine.stop().await;
 
     let delivered = webhook_send::Entity::find()
         .filter(webhook_send::Column::WorkspaceId.eq(ws.as_str()))
         .filter(webhook_send::Column::Status.eq("delivered"))
-        .count(&db)
+        .count(db)
         .await
         .expect("count sends");
     let (advanced, busy) = stats.duty("canvas journeys").unwrap_or_default();
@@ -367,49 +248,8 @@ async fn run(sink: std::net::SocketAddr, received: Arc<AtomicUsize>) {
         per_advance,
         busy.as_secs_f64() * 1e6 / (users.max(1) as f64),
         2 * users,
-        peak_rss_mib()
+        peak_rss_mib(),
+        durability = scratch.durability,
     );
-    drop(db);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Inserts `n` profiles (`user-<i>`, a first name, a custom `plan`, pro for every other one) in
-/// one transaction.
-async fn seed(db: &DatabaseConnection, ws: &WorkspaceId, n: usize) {
-    let now = Utc::now();
-    let txn = db.begin().await.expect("begin");
-    let mut rows = Vec::with_capacity(1000);
-    for i in 0..n {
-        rows.push(profile::ActiveModel {
-            workspace_id: Set(ws.to_string()),
-            id: Set(format!("00000000-0000-4000-8000-{i:012}")),
-            external_id: Set(Some(format!("user-{i}"))),
-            email: Set(None),
-            phone: Set(None),
-            first_name: Set(Some(["Ada", "Bob", "Cy", "Dee"][i % 4].into())),
-            last_name: Set(None),
-            gender: Set(None),
-            date_of_birth: Set(None),
-            country: Set(None),
-            home_city: Set(None),
-            language: Set(None),
-            time_zone: Set(None),
-            custom_attributes: Set(format!(r#"{{"plan":"{}"}}"#, ["pro", "free"][i % 2])),
-            created_at: Set(now),
-            updated_at: Set(now),
-        });
-        if rows.len() == 1000 {
-            profile::Entity::insert_many(std::mem::take(&mut rows))
-                .exec_without_returning(&txn)
-                .await
-                .expect("seed profiles");
-        }
-    }
-    if !rows.is_empty() {
-        profile::Entity::insert_many(rows)
-            .exec_without_returning(&txn)
-            .await
-            .expect("seed profiles");
-    }
-    txn.commit().await.expect("commit the seed");
+    scratch.remove();
 }

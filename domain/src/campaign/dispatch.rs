@@ -5,9 +5,10 @@
 //! Firing a scheduled occurrence never reaches a user twice: the occurrence row is unique per
 //! campaign and due time, it is claimed under a lease, and each page of the audience is written
 //! in one transaction together with the occurrence's cursor (the last profile id written), on the
-//! condition that the lease is still the one this process took. A process that dies mid-dispatch
-//! leaves the cursor at the last committed page; whoever claims the occurrence after the lease
-//! runs out resumes after it, and a process that lost its lease writes nothing more.
+//! condition that the lease is still the one this process took (see [`crate::claim`]). A process
+//! that dies mid-dispatch leaves the cursor at the last committed page; whoever claims the
+//! occurrence after the lease runs out resumes after it, and a process that lost its lease writes
+//! nothing more.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -16,17 +17,22 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set, Statement,
-    TransactionTrait, Value,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
-use sha2::{Digest, Sha256};
 
+use super::audience::Pages;
+// `store` reads the audience filter from here.
+pub(super) use super::audience::audience_filter;
 use super::model::{
     Campaign, CampaignKind, CampaignStatus, Delivery, QuietHours, Schedule, Variant,
 };
-use super::schedule::{self, status as occurrence_status, to_millis};
+use super::schedule;
+use super::split::{Assignment, assign};
+use crate::claim::{
+    self, Occurrence, OccurrenceTable, Page, Tally, status as occurrence_status, to_millis,
+};
 use crate::entity::{
     campaign as campaign_row, campaign_occurrence, campaign_receipt, frequency_cap_rule, profile,
     webhook_send,
@@ -34,12 +40,8 @@ use crate::entity::{
 use crate::messaging::{Audience, MAX_LISTED_RECIPIENTS};
 use crate::outbox::{NewSend, SourceKind, Tracking};
 use crate::webhook::WebhookMessage;
-use crate::{CampaignId, DomainError, DomainResult, ProfileId, VariantId, WorkspaceId};
+use crate::{CampaignId, DomainError, DomainResult, VariantId, WorkspaceId};
 
-/// Audience members are read and written this many at a time, one transaction per page.
-const PAGE: u64 = 1000;
-/// How long a claimed occurrence is held; every page renews it.
-const LEASE: TimeDelta = TimeDelta::seconds(60);
 /// Rows per receipt upsert, well under both databases' bind-parameter limits.
 const RECEIPT_CHUNK: usize = 500;
 
@@ -57,17 +59,34 @@ pub struct DispatchOutcome {
     pub unknown_recipients: Vec<String>,
 }
 
-/// A claimed occurrence, as this process last wrote it.
-struct Claimed {
-    ws: WorkspaceId,
-    id: String,
-    campaign_id: CampaignId,
-    due_at: DateTime<Utc>,
-    dispatch_id: String,
-    cursor: Option<String>,
-    recipients: i64,
-    /// The lease this process holds; every write to the row is conditional on it.
-    lease: DateTime<Utc>,
+impl OccurrenceTable for campaign_occurrence::Entity {
+    const OWNER: &'static str = "campaign";
+    const FIRING: &'static str = "IN ('scheduled', 'active')";
+    const WORKSPACE_ID: Self::Column = campaign_occurrence::Column::WorkspaceId;
+    const ID: Self::Column = campaign_occurrence::Column::Id;
+    const OWNER_ID: Self::Column = campaign_occurrence::Column::CampaignId;
+    const STATUS: Self::Column = campaign_occurrence::Column::Status;
+    const LEASE_UNTIL: Self::Column = campaign_occurrence::Column::LeaseUntil;
+    const COMPLETED_AT: Self::Column = campaign_occurrence::Column::CompletedAt;
+    const DISPATCH_ID: Option<Self::Column> = Some(campaign_occurrence::Column::DispatchId);
+    const CURSOR: Self::Column = campaign_occurrence::Column::Cursor;
+    const COUNT: Self::Column = campaign_occurrence::Column::Recipients;
+
+    /// Whether the campaign may send right now: `scheduled` or `active`.
+    async fn may_fire(
+        db: &impl ConnectionTrait,
+        occurrence: &Occurrence<Self>,
+    ) -> DomainResult<bool> {
+        let status: Option<String> = campaign_row::Entity::find()
+            .select_only()
+            .column(campaign_row::Column::Status)
+            .filter(campaign_row::Column::WorkspaceId.eq(occurrence.ws.as_str()))
+            .filter(campaign_row::Column::Id.eq(occurrence.owner.as_str()))
+            .into_tuple()
+            .one(db)
+            .await?;
+        Ok(matches!(status.as_deref(), Some("scheduled" | "active")))
+    }
 }
 
 /// Fires the due occurrences of scheduled campaigns (claimed under a lease, so several processes
@@ -88,140 +107,11 @@ pub async fn run_due_occurrences<C: ConnectionTrait + TransactionTrait>(
     limit: usize,
 ) -> DomainResult<usize> {
     let started = Instant::now();
-    let claimed = claim_occurrences(db, now, limit).await?;
-    let mut finished = 0;
-    let mut first_error = None;
-    for occurrence in claimed {
-        match fire(db, occurrence, now, started).await {
-            Ok(true) => finished += 1,
-            Ok(false) => {}
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
+    let mut tally = Tally::default();
+    for occurrence in claim::claim::<campaign_occurrence::Entity>(db, now, limit).await? {
+        tally.add(fire(db, occurrence, now, started).await);
     }
-    match first_error {
-        Some(error) => Err(error),
-        None => Ok(finished),
-    }
-}
-
-/// The lease to take or renew now: `LEASE` past the caller's `now` plus the time spent since.
-fn lease_until(now: DateTime<Utc>, started: Instant) -> DateTime<Utc> {
-    let elapsed = TimeDelta::from_std(started.elapsed()).unwrap_or(TimeDelta::zero());
-    to_millis(now + elapsed + LEASE)
-}
-
-/// Claims up to `limit` due occurrences of sending campaigns: pending ones, and running ones
-/// whose process let the lease run out.
-async fn claim_occurrences(
-    db: &impl ConnectionTrait,
-    now: DateTime<Utc>,
-    limit: usize,
-) -> DomainResult<Vec<Claimed>> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let lease = to_millis(now + LEASE);
-    let backend = db.get_database_backend();
-    let choose = "SELECT o.workspace_id, o.id FROM campaign_occurrence o \
-         WHERE o.due_at <= {now} \
-           AND ((o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until <= {now})) \
-             OR (o.status = 'running' AND o.lease_until <= {now})) \
-           AND EXISTS (SELECT 1 FROM campaign c WHERE c.workspace_id = o.workspace_id \
-             AND c.id = o.campaign_id AND c.status IN ('scheduled', 'active')) \
-         ORDER BY o.due_at LIMIT {limit}";
-    let (sql, values): (String, Vec<Value>) = match backend {
-        DbBackend::Postgres => (
-            format!(
-                "UPDATE campaign_occurrence SET status = 'running', lease_until = $1 \
-                 WHERE (workspace_id, id) IN ({} FOR UPDATE OF o SKIP LOCKED) \
-                 RETURNING workspace_id, id, campaign_id, due_at, dispatch_id, cursor, recipients",
-                choose.replace("{now}", "$2").replace("{limit}", "$3")
-            ),
-            vec![lease.into(), now.into(), (limit as i64).into()],
-        ),
-        _ => (
-            format!(
-                "UPDATE campaign_occurrence SET status = 'running', lease_until = ? \
-                 WHERE (workspace_id, id) IN ({}) \
-                 RETURNING workspace_id, id, campaign_id, due_at, dispatch_id, cursor, recipients",
-                choose.replace("{now}", "?").replace("{limit}", "?")
-            ),
-            // SQLite numbers `?` in order of appearance: the lease, `now` three times, the limit.
-            vec![
-                lease.into(),
-                now.into(),
-                now.into(),
-                now.into(),
-                (limit as i64).into(),
-            ],
-        ),
-    };
-    let rows = db
-        .query_all(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        claimed.push(Claimed {
-            ws: WorkspaceId::from_db(row.try_get("", "workspace_id")?),
-            id: row.try_get("", "id")?,
-            campaign_id: CampaignId::from_db(row.try_get("", "campaign_id")?),
-            due_at: row.try_get("", "due_at")?,
-            dispatch_id: row.try_get("", "dispatch_id")?,
-            cursor: row.try_get("", "cursor")?,
-            recipients: row.try_get("", "recipients")?,
-            lease,
-        });
-    }
-    claimed.sort_by_key(|c| c.due_at);
-    Ok(claimed)
-}
-
-/// The occurrence row, only while this process still holds it.
-fn held(occurrence: &Claimed) -> sea_orm::UpdateMany<campaign_occurrence::Entity> {
-    campaign_occurrence::Entity::update_many()
-        .filter(campaign_occurrence::Column::WorkspaceId.eq(occurrence.ws.as_str()))
-        .filter(campaign_occurrence::Column::Id.eq(occurrence.id.as_str()))
-        .filter(campaign_occurrence::Column::Status.eq(occurrence_status::RUNNING))
-        .filter(campaign_occurrence::Column::LeaseUntil.eq(occurrence.lease))
-}
-
-/// Gives the occurrence up: `pending` (it fires when its campaign sends again) or `cancelled`.
-async fn let_go(
-    db: &impl ConnectionTrait,
-    occurrence: &Claimed,
-    status: &str,
-    now: DateTime<Utc>,
-) -> DomainResult<()> {
-    let completed = (status == occurrence_status::CANCELLED).then(|| to_millis(now));
-    held(occurrence)
-        .col_expr(campaign_occurrence::Column::Status, Expr::value(status))
-        .col_expr(
-            campaign_occurrence::Column::LeaseUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            campaign_occurrence::Column::CompletedAt,
-            Expr::value(completed),
-        )
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// Whether the campaign may send right now (read inside each page's transaction, so a campaign
-/// stopped mid-dispatch gets no further page).
-async fn still_sending(db: &impl ConnectionTrait, occurrence: &Claimed) -> DomainResult<bool> {
-    let status: Option<String> = campaign_row::Entity::find()
-        .select_only()
-        .column(campaign_row::Column::Status)
-        .filter(campaign_row::Column::WorkspaceId.eq(occurrence.ws.as_str()))
-        .filter(campaign_row::Column::Id.eq(occurrence.campaign_id.as_str()))
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(matches!(status.as_deref(), Some("scheduled" | "active")))
+    tally.result()
 }
 
 /// Where a user's wall times are read: their own zone, else `fallback`.
@@ -245,31 +135,35 @@ fn campaign_zone(campaign: &Campaign) -> Tz {
 /// Runs one claimed occurrence to its end (or until it cannot go on). `true` when it finished.
 async fn fire<C: ConnectionTrait + TransactionTrait>(
     db: &C,
-    mut occurrence: Claimed,
+    mut occurrence: Occurrence<campaign_occurrence::Entity>,
     now: DateTime<Utc>,
     started: Instant,
 ) -> DomainResult<bool> {
-    let campaign =
-        match super::store::find_campaign(db, &occurrence.ws, &occurrence.campaign_id).await {
-            Ok(campaign) => campaign,
-            Err(DomainError::NotFound(_)) => {
-                let_go(db, &occurrence, occurrence_status::CANCELLED, now).await?;
-                return Ok(false);
-            }
-            Err(error) => return Err(error),
-        };
+    let ws = occurrence.ws.clone();
+    let id = CampaignId::from_db(occurrence.owner.clone());
+    // A campaign gone or archived (or no longer scheduled) cancels the occurrence; a draft or
+    // stopped one leaves it pending until it sends again.
+    let campaign = match super::store::find_campaign(db, &ws, &id).await {
+        Ok(campaign) => campaign,
+        Err(DomainError::NotFound(_)) => {
+            return occurrence
+                .let_go(db, occurrence_status::CANCELLED, now)
+                .await;
+        }
+        Err(error) => return Err(error),
+    };
     let schedule = match (&campaign.delivery, campaign.status) {
         (_, CampaignStatus::Archived) | (Delivery::Action { .. } | Delivery::Api, _) => {
-            let_go(db, &occurrence, occurrence_status::CANCELLED, now).await?;
-            return Ok(false);
+            return occurrence
+                .let_go(db, occurrence_status::CANCELLED, now)
+                .await;
         }
         (_, CampaignStatus::Draft | CampaignStatus::Stopped) => {
-            let_go(db, &occurrence, occurrence_status::PENDING, now).await?;
-            return Ok(false);
+            return occurrence.let_go(db, occurrence_status::PENDING, now).await;
         }
         (Delivery::Scheduled { schedule }, _) => schedule,
     };
-    let filter = audience_filter(db, &occurrence.ws, &campaign.audience).await?;
+    let filter = audience_filter(db, &ws, &campaign.audience).await?;
     let fallback = campaign_zone(&campaign);
     // Local time: every user's send is due at the schedule's wall time on the occurrence's date
     // in their own zone.
@@ -282,45 +176,17 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
         _ => None,
     };
     let max = campaign.settings.max_recipients;
+    let dispatch_id = occurrence.dispatch_id.clone().unwrap_or_default();
+    let mut pages = Pages::new(&ws, &filter, now, occurrence.cursor.clone());
     loop {
-        let sent_so_far = u64::try_from(occurrence.recipients).unwrap_or(0);
-        if max.is_some_and(|max| sent_so_far >= max) {
-            break;
-        }
-        let txn = db.begin().await?;
-        // The lease is renewed first: on PostgreSQL the UPDATE locks the row until this page
-        // commits, on SQLite it takes the write lock; either way no other process moves the
-        // cursor meanwhile.
-        let renewed = lease_until(now, started);
-        let held_still = held(&occurrence)
-            .col_expr(
-                campaign_occurrence::Column::LeaseUntil,
-                Expr::value(renewed),
-            )
-            .exec(&txn)
+        let (txn, page) = match occurrence
+            .next_page(db, &mut pages, max, now, started)
             .await?
-            .rows_affected
-            == 1;
-        if !held_still {
-            // Another process took over after our lease ran out: it goes on from the cursor.
-            return Ok(false);
-        }
-        occurrence.lease = renewed;
-        if !still_sending(&txn, &occurrence).await? {
-            let_go(&txn, &occurrence, occurrence_status::PENDING, now).await?;
-            txn.commit().await?;
-            return Ok(false);
-        }
-        let after = occurrence.cursor.clone().map(ProfileId::from_db);
-        let page =
-            crate::segment::members(&txn, &occurrence.ws, &filter, now, PAGE, after.as_ref())
-                .await?;
-        let Some(last) = page.last() else {
-            txn.commit().await?;
-            break;
+        {
+            Page::Members(txn, page) => (txn, page),
+            Page::Done => break,
+            Page::Lost => return Ok(false),
         };
-        let last_id = last.id.clone();
-        let full_page = page.len() as u64 == PAGE;
         let users = page
             .into_iter()
             .map(|user| {
@@ -337,54 +203,14 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
                 (user, extras)
             })
             .collect();
-        let outcome = queue_sends(
-            &txn,
-            &occurrence.ws,
-            &campaign,
-            &occurrence.dispatch_id,
-            users,
-            None,
-            now,
-            max.map(|max| max.saturating_sub(sent_so_far)),
-        )
-        .await?;
-        occurrence.recipients += i64::try_from(outcome.queued).unwrap_or(i64::MAX);
-        occurrence.cursor = Some(last_id);
-        held(&occurrence)
-            .col_expr(
-                campaign_occurrence::Column::Cursor,
-                Expr::value(occurrence.cursor.clone()),
-            )
-            .col_expr(
-                campaign_occurrence::Column::Recipients,
-                Expr::value(occurrence.recipients),
-            )
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        if !full_page {
-            break;
-        }
+        let sent_so_far = u64::try_from(occurrence.count).unwrap_or(0);
+        let room = max.map(|max| max.saturating_sub(sent_so_far));
+        let outcome =
+            queue_sends(&txn, &ws, &campaign, &dispatch_id, users, None, now, room).await?;
+        occurrence.save_page(txn, &pages, outcome.queued).await?;
     }
     let txn = db.begin().await?;
-    let finished = held(&occurrence)
-        .col_expr(
-            campaign_occurrence::Column::Status,
-            Expr::value(occurrence_status::DONE),
-        )
-        .col_expr(
-            campaign_occurrence::Column::CompletedAt,
-            Expr::value(to_millis(now)),
-        )
-        .col_expr(
-            campaign_occurrence::Column::LeaseUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .exec(&txn)
-        .await?
-        .rows_affected
-        == 1;
-    if !finished {
+    if !occurrence.finish(&txn, now).await? {
         return Ok(false);
     }
     // A scheduled campaign turns active when it first sends (a system change: no new version).
@@ -393,12 +219,12 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
             campaign_row::Column::Status,
             Expr::value(CampaignStatus::Active.as_str()),
         )
-        .filter(campaign_row::Column::WorkspaceId.eq(occurrence.ws.as_str()))
-        .filter(campaign_row::Column::Id.eq(occurrence.campaign_id.as_str()))
+        .filter(campaign_row::Column::WorkspaceId.eq(ws.as_str()))
+        .filter(campaign_row::Column::Id.eq(campaign.id.as_str()))
         .filter(campaign_row::Column::Status.eq(CampaignStatus::Scheduled.as_str()))
         .exec(&txn)
         .await?;
-    super::schedule::replan(&txn, &occurrence.ws, &campaign, now).await?;
+    super::schedule::replan(&txn, &ws, &campaign, now).await?;
     txn.commit().await?;
     Ok(true)
 }
@@ -446,7 +272,9 @@ pub async fn send_api_campaign<C: ConnectionTrait + TransactionTrait>(
         ..DispatchOutcome::default()
     };
     let txn = db.begin().await?;
-    let write = |users: Vec<profile::Model>| {
+    // These users' sends and receipts.
+    let variant_id = variant.id.as_ref().map(ToString::to_string);
+    let write = |users: &[profile::Model]| {
         let sends: Vec<NewSend> = users
             .iter()
             .map(|user| NewSend {
@@ -459,7 +287,7 @@ pub async fn send_api_campaign<C: ConnectionTrait + TransactionTrait>(
                 context: render_context(user, &campaign, &dispatch_id, variant, &Extras::default()),
                 due_at: None,
                 tracking: Tracking {
-                    variant_id: variant.id.as_ref().map(ToString::to_string),
+                    variant_id: variant_id.clone(),
                     dispatch_id: Some(dispatch_id.clone()),
                     send_tag: send_tag.clone(),
                 },
@@ -467,12 +295,7 @@ pub async fn send_api_campaign<C: ConnectionTrait + TransactionTrait>(
             .collect();
         let receipts: Vec<(String, Option<String>)> = users
             .iter()
-            .map(|user| {
-                (
-                    user.id.clone(),
-                    variant.id.as_ref().map(ToString::to_string),
-                )
-            })
+            .map(|user| (user.id.clone(), variant_id.clone()))
             .collect();
         (sends, receipts)
     };
@@ -520,27 +343,19 @@ pub async fn send_api_campaign<C: ConnectionTrait + TransactionTrait>(
                 users = kept;
             }
             outcome.queued = users.len() as u64;
-            let (sends, receipts) = write(users);
+            let (sends, receipts) = write(&users);
             crate::outbox::enqueue_limited(&txn, sends, campaign.settings.rate_per_minute, now)
                 .await?;
             upsert_receipts(&txn, ws, &campaign.id, receipts, now).await?;
         }
         Audience::Broadcast(filter) => {
-            let mut after: Option<ProfileId> = None;
-            loop {
-                let page =
-                    crate::segment::members(&txn, ws, &filter, now, PAGE, after.as_ref()).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(ProfileId::from_db(last.id.clone()));
-                let full_page = page.len() as u64 == PAGE;
+            let mut pages = Pages::new(ws, &filter, now, None);
+            while let Some(page) = pages.next(&txn).await? {
                 outcome.queued += page.len() as u64;
-                let (sends, receipts) = write(page);
+                let (sends, receipts) = write(&page);
                 crate::outbox::enqueue_limited(&txn, sends, campaign.settings.rate_per_minute, now)
                     .await?;
                 upsert_receipts(&txn, ws, &campaign.id, receipts, now).await?;
-                if !full_page {
-                    break;
-                }
             }
         }
     }
@@ -581,66 +396,6 @@ fn render_context(
     context.api_trigger_properties = extras.api_trigger_properties.clone();
     context.event_properties = extras.event_properties.clone();
     context
-}
-
-/// Where a user falls in a campaign's split.
-enum Assignment<'a> {
-    Variant(&'a Variant),
-    Control,
-}
-
-/// A stable number in `0..total` for this user and campaign: the same on every process, every
-/// run and every version of Herald (the first 8 bytes of SHA-256, big-endian).
-fn bucket(campaign: &CampaignId, profile_id: &str, total: u64) -> u64 {
-    let digest = Sha256::new()
-        .chain_update(campaign.as_str().as_bytes())
-        .chain_update(b":")
-        .chain_update(profile_id.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first) % total.max(1)
-}
-
-/// The user's variant: the one they had before while it still takes a share (and the control
-/// group stays sticky while there is one), else the bucket laid over the variants' percentages in
-/// order, then the control group. `None` when the campaign has nothing to split.
-fn assign<'a>(
-    campaign: &'a Campaign,
-    profile_id: &str,
-    receipt: Option<&campaign_receipt::Model>,
-) -> Option<Assignment<'a>> {
-    if let Some(receipt) = receipt {
-        match &receipt.variant_id {
-            Some(previous) => {
-                if let Some(variant) = campaign.variants.iter().find(|v| {
-                    v.percent > 0 && v.id.as_ref().is_some_and(|id| id.as_str() == previous)
-                }) {
-                    return Some(Assignment::Variant(variant));
-                }
-            }
-            None if campaign.control_percent > 0 => return Some(Assignment::Control),
-            None => {}
-        }
-    }
-    let total: u64 = campaign
-        .variants
-        .iter()
-        .map(|v| u64::from(v.percent))
-        .sum::<u64>()
-        + u64::from(campaign.control_percent);
-    if total == 0 {
-        return None;
-    }
-    let point = bucket(&campaign.id, profile_id, total);
-    let mut edge = 0;
-    for variant in &campaign.variants {
-        edge += u64::from(variant.percent);
-        if point < edge {
-            return Some(Assignment::Variant(variant));
-        }
-    }
-    Some(Assignment::Control)
 }
 
 /// Whether a user with this receipt may receive the campaign again at `now`.
@@ -873,7 +628,16 @@ async fn queue_sends(
             outcome.skipped += 1;
             continue;
         }
-        match assign(campaign, &user.id, receipt) {
+        // The variant of the user's last receipt sticks while it takes a share.
+        let assignment = assign(
+            &campaign.variants,
+            |v| v.percent,
+            campaign.control_percent,
+            receipt.map(|r| r.variant_id.as_deref()),
+            |v, previous| v.id.as_ref().is_some_and(|id| id.as_str() == previous),
+            &[campaign.id.as_str(), &user.id],
+        );
+        match assignment {
             Some(assignment) => chosen.push((user, extras, assignment)),
             None => outcome.skipped += 1,
         }
@@ -951,58 +715,6 @@ async fn queue_sends(
     Ok(outcome)
 }
 
-/// The filter a campaign audience stands for: every listed segment's filter AND the extra
-/// filter; everyone when both are empty. Unknown or archived segments are an error on
-/// `audience.segment_ids`.
-pub(super) async fn audience_filter(
-    db: &impl ConnectionTrait,
-    ws: &WorkspaceId,
-    audience: &super::model::AudienceSpec,
-) -> DomainResult<crate::segment::Filter> {
-    let mut filters = Vec::new();
-    for id in &audience.segment_ids {
-        let segment = crate::segment::find(db, ws, id)
-            .await
-            .map_err(|e| match e {
-                crate::DomainError::NotFound(_) => crate::DomainError::invalid(
-                    "audience.segment_ids",
-                    format!("no segment {id} in this workspace"),
-                ),
-                other => other,
-            })?;
-        if segment.archived_at.is_some() {
-            return Err(crate::DomainError::invalid(
-                "audience.segment_ids",
-                format!("segment \u{201c}{}\u{201d} is archived", segment.name),
-            ));
-        }
-        push_condition(&mut filters, segment.filter);
-    }
-    if let Some(extra) = &audience.filter {
-        push_condition(&mut filters, extra.clone());
-    }
-    Ok(match filters.len() {
-        1 => filters.remove(0),
-        _ => crate::segment::Filter::And { filters },
-    })
-}
-
-/// Adds one audience condition to an AND: an empty group (a segment of everyone) adds nothing,
-/// and an AND's members join directly, so combining segments never nests an empty group (which
-/// validation refuses) nor deepens the tree past its limit.
-fn push_condition(filters: &mut Vec<crate::segment::Filter>, filter: crate::segment::Filter) {
-    use crate::segment::Filter;
-    match filter {
-        Filter::And { filters: inner } => {
-            for f in inner {
-                push_condition(filters, f);
-            }
-        }
-        Filter::Or { filters: inner } if inner.is_empty() => {}
-        other => filters.push(other),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::{NaiveTime, TimeZone};
@@ -1042,16 +754,5 @@ mod tests {
             quiet_until(&quiet((9, 0), (9, 0), false), Tz::UTC, at),
             None
         );
-    }
-
-    #[test]
-    fn buckets_are_stable_and_spread() {
-        let campaign = CampaignId::from_db("c1".into());
-        assert_eq!(bucket(&campaign, "p1", 100), bucket(&campaign, "p1", 100));
-        let mut seen = HashSet::new();
-        for i in 0..1000 {
-            seen.insert(bucket(&campaign, &format!("p{i}"), 100));
-        }
-        assert!(seen.len() > 90, "only {} buckets used", seen.len());
     }
 }

@@ -18,24 +18,17 @@
 //!   dispatch then gives each user a due time of `T` on `D` in their own zone.
 
 use chrono::{
-    DateTime, Datelike, Days, DurationRound, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta,
-    TimeZone, Timelike, Utc,
+    DateTime, Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Timelike,
+    Utc,
 };
 use chrono_tz::Tz;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use super::model::{Campaign, CampaignStatus, Delivery, Recurrence, Schedule};
+use crate::claim::{status, to_millis};
 use crate::entity::campaign_occurrence;
 use crate::{DomainError, DomainResult, WorkspaceId};
-
-/// Occurrence statuses as stored.
-pub(super) mod status {
-    pub const PENDING: &str = "pending";
-    pub const RUNNING: &str = "running";
-    pub const DONE: &str = "done";
-    pub const CANCELLED: &str = "cancelled";
-}
 
 /// How far ahead of the wall time a local-time occurrence is queued: 24 hours before the earliest
 /// zone (UTC+14) reaches it.
@@ -48,12 +41,6 @@ const REPLAN_GRACE: TimeDelta = TimeDelta::seconds(1);
 /// How many candidate dates [`next_occurrence`] examines before deciding a schedule never fires
 /// again (a monthly schedule on a day that no month of its cycle has).
 const MAX_CANDIDATES: usize = 64;
-
-/// Times are kept to the millisecond so both databases give back what was written (the unique
-/// occurrence index compares them for equality).
-pub(super) fn to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(at)
-}
 
 /// Reads an IANA zone name of a schedule.
 pub(super) fn parse_zone(name: &str) -> DomainResult<Tz> {
@@ -96,7 +83,7 @@ pub(super) fn local_time_occurrence(date: NaiveDate, time: NaiveTime) -> DateTim
 
 /// The date whose wall time a local-time occurrence stands for (the inverse of
 /// [`local_time_occurrence`]).
-pub(super) fn local_time_date(occurrence: DateTime<Utc>) -> NaiveDate {
+pub(crate) fn local_time_date(occurrence: DateTime<Utc>) -> NaiveDate {
     (occurrence + LOCAL_TIME_LEAD).date_naive()
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
@@ -12,16 +12,18 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
+use super::audience::{PAGE, Pages, in_audience};
 use super::model::{CampaignKind, CampaignStatus};
 use super::trigger::{
-    LocalTime, TriggerRequest, api_triggered_campaign, check_request, in_audience, trigger_in,
+    LocalTime, TriggerRequest, api_triggered_campaign, check_request, trigger_in,
 };
+use crate::claim::to_millis;
 use crate::entity::{profile, scheduled_message, webhook_send};
 use crate::messaging::Audience;
 use crate::outbox::{NewSend, SourceKind, Tracking, status as send_status};
 use crate::segment::Filter;
 use crate::webhook::WebhookMessage;
-use crate::{CampaignId, DomainError, DomainResult, ProfileId, ScheduleId, VariantId, WorkspaceId};
+use crate::{CampaignId, DomainError, DomainResult, ScheduleId, VariantId, WorkspaceId};
 
 /// What a schedule carries out when its time comes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,12 +88,6 @@ const EARLIEST_ZONE: TimeDelta = TimeDelta::hours(14);
 const LATEST_ZONE: TimeDelta = TimeDelta::hours(12);
 /// How long a claimed schedule stays with the process carrying it out.
 const LEASE: TimeDelta = TimeDelta::minutes(5);
-/// Broadcast members written to the outbox per batch.
-const PAGE: u64 = 1000;
-
-fn to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(at)
-}
 
 /// `send_at` must still be ahead: for a local-time send, in at least one time zone, i.e. until
 /// 12 hours after its UTC reading (Braze: "in_local_time true but time already passed" in all
@@ -712,16 +708,9 @@ async fn queue_messages(
         let filter = filter.unwrap_or(Filter::And {
             filters: Vec::new(),
         });
-        let mut after: Option<ProfileId> = None;
-        loop {
-            let page = crate::segment::members(txn, ws, &filter, now, PAGE, after.as_ref()).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(ProfileId::from_db(last.id.clone()));
-            let full = page.len() as u64 == PAGE;
+        let mut pages = Pages::new(ws, &filter, now, None);
+        while let Some(page) = pages.next(txn).await? {
             crate::outbox::enqueue(txn, page.iter().filter_map(send_for).collect(), now).await?;
-            if !full {
-                break;
-            }
         }
         return Ok(());
     }

@@ -1,5 +1,7 @@
 //! API-triggered sends (`/campaigns/trigger/send`) and action-based campaigns fired by tracked
-//! events (read from the event inbox), with delays and exception events.
+//! events (read from the event inbox), with delays and exception events. What trigger calls and
+//! tracked events share with Canvas entries is here too: the listed recipients' checks and
+//! attributes, and whether an event is the one a trigger names.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -9,19 +11,20 @@ use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
-    TransactionTrait, Value,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
-use super::dispatch::{DispatchOutcome, Extras, audience_filter, queue_campaign_sends};
+use super::audience::{ID_CHUNK, Pages, audience_filter, in_audience, is_member};
+use super::dispatch::{DispatchOutcome, Extras, queue_campaign_sends};
 use super::model::{Campaign, CampaignKind, CampaignStatus, Delivery, PropertyFilter, Trigger};
+use crate::claim::usable;
 use crate::entity::{campaign as campaign_entity, campaign_receipt, profile, webhook_send};
 use crate::outbox::{SourceKind, status as send_status};
 use crate::profile::{EventKind, InboxItem};
 use crate::segment::Filter;
-use crate::{CampaignId, DomainError, DomainResult, ProfileId, WorkspaceId};
+use crate::{CampaignId, DomainError, DomainResult, WorkspaceId};
 
 /// One listed recipient of a trigger call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,7 +41,8 @@ pub struct TriggerRecipient {
     pub attributes: Option<Map<String, Json>>,
 }
 
-fn yes() -> bool {
+/// `send_to_existing_only`'s default, as in Braze.
+pub(crate) fn yes() -> bool {
     true
 }
 
@@ -67,12 +71,8 @@ pub struct TriggerRequest {
 
 /// Most listed recipients of one trigger call, as in Braze.
 const MAX_RECIPIENTS: usize = 50;
-/// Largest `trigger_properties` object (serialized JSON), as in Braze.
-const MAX_TRIGGER_PROPERTIES_BYTES: usize = 50 * 1024;
-/// Audience members queued per statement batch in a broadcast.
-const PAGE: u64 = 1000;
-/// Listed users checked against the audience per query.
-const ID_CHUNK: usize = 500;
+/// Largest properties object (`trigger_properties`, `context`; serialized JSON), as in Braze.
+const MAX_PROPERTIES_BYTES: usize = 50 * 1024;
 /// How long a claimed inbox row stays ours.
 const EVENT_LEASE: Duration = Duration::from_secs(60);
 
@@ -87,72 +87,108 @@ fn json_size(map: &Map<String, Json>) -> usize {
     serde_json::to_string(map).map_or(usize::MAX, |text| text.len())
 }
 
-/// Checks what a trigger call carries before anything is read: sizes, the recipient list and the
-/// broadcast filter. Also run when a trigger is scheduled.
-pub(super) fn check_request(request: &TriggerRequest) -> DomainResult<()> {
-    if json_size(&request.trigger_properties) > MAX_TRIGGER_PROPERTIES_BYTES {
+/// Checks that a trigger call's properties (`field`) are at most 50 KB of JSON.
+pub(crate) fn check_size(field: &'static str, properties: &Map<String, Json>) -> DomainResult<()> {
+    if json_size(properties) > MAX_PROPERTIES_BYTES {
+        return Err(DomainError::invalid(field, "must be at most 50 KB of JSON"));
+    }
+    Ok(())
+}
+
+/// One listed recipient of a trigger call: a campaign's or a Canvas's.
+pub(crate) trait ListedRecipient {
+    /// The field of the recipient's own properties in errors (`recipients.context`, say).
+    const PROPERTIES_FIELD: &'static str;
+    fn external_user_id(&self) -> &str;
+    fn properties(&self) -> &Map<String, Json>;
+    fn into_properties(self) -> Map<String, Json>;
+    fn send_to_existing_only(&self) -> bool;
+    fn attributes(&self) -> Option<&Map<String, Json>>;
+}
+
+impl ListedRecipient for TriggerRecipient {
+    const PROPERTIES_FIELD: &'static str = "recipients.trigger_properties";
+
+    fn external_user_id(&self) -> &str {
+        &self.external_user_id
+    }
+
+    fn properties(&self) -> &Map<String, Json> {
+        &self.trigger_properties
+    }
+
+    fn into_properties(self) -> Map<String, Json> {
+        self.trigger_properties
+    }
+
+    fn send_to_existing_only(&self) -> bool {
+        self.send_to_existing_only
+    }
+
+    fn attributes(&self) -> Option<&Map<String, Json>> {
+        self.attributes.as_ref()
+    }
+}
+
+/// Checks a trigger call's list of recipients: 1 to 50 distinct non-empty ids, properties of at
+/// most 50 KB each, and `attributes` wherever `send_to_existing_only` is false.
+pub(crate) fn check_recipients<R: ListedRecipient>(recipients: &[R]) -> DomainResult<()> {
+    if recipients.is_empty() {
         return Err(DomainError::invalid(
-            "trigger_properties",
-            "must be at most 50 KB of JSON",
+            "recipients",
+            "list at least one recipient, or send a broadcast",
         ));
     }
-    match &request.target {
-        TriggerTarget::Recipients { recipients } => {
-            if recipients.is_empty() {
-                return Err(DomainError::invalid(
-                    "recipients",
-                    "list at least one recipient, or send a broadcast",
-                ));
-            }
-            if recipients.len() > MAX_RECIPIENTS {
-                return Err(DomainError::invalid(
-                    "recipients",
-                    "The max number of external_ids and aliases per request was exceeded (50)",
-                ));
-            }
-            let mut seen = HashSet::new();
-            for (index, recipient) in recipients.iter().enumerate() {
-                let id = recipient.external_user_id.trim();
-                if id.is_empty() {
-                    return Err(DomainError::invalid(
-                        "recipients.external_user_id",
-                        format!("recipient {index}: must be a non-empty string"),
-                    ));
-                }
-                // The same user twice would be two sends of one dispatch, and two receipts.
-                if !seen.insert(id) {
-                    return Err(DomainError::invalid(
-                        "recipients.external_user_id",
-                        format!("\u{201c}{id}\u{201d} is listed more than once"),
-                    ));
-                }
-                if json_size(&recipient.trigger_properties) > MAX_TRIGGER_PROPERTIES_BYTES {
-                    return Err(DomainError::invalid(
-                        "recipients.trigger_properties",
-                        format!(
-                            "recipient {index} (\u{201c}{id}\u{201d}): must be at most 50 KB of JSON"
-                        ),
-                    ));
-                }
-                // Braze: `false` requires `attributes`, whether or not the user exists.
-                if !recipient.send_to_existing_only && recipient.attributes.is_none() {
-                    return Err(DomainError::invalid(
-                        "recipients.attributes",
-                        format!(
-                            "recipient {index} (\u{201c}{id}\u{201d}): required when \
-                             send_to_existing_only is false"
-                        ),
-                    ));
-                }
-            }
+    if recipients.len() > MAX_RECIPIENTS {
+        return Err(DomainError::invalid(
+            "recipients",
+            "The max number of external_ids and aliases per request was exceeded (50)",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (index, recipient) in recipients.iter().enumerate() {
+        let id = recipient.external_user_id().trim();
+        if id.is_empty() {
+            return Err(DomainError::invalid(
+                "recipients.external_user_id",
+                format!("recipient {index}: must be a non-empty string"),
+            ));
         }
-        TriggerTarget::Broadcast { audience } => {
-            if let Some(filter) = audience {
-                filter.validate()?;
-            }
+        // The same user twice would be sent (or entered) twice by one call.
+        if !seen.insert(id) {
+            return Err(DomainError::invalid(
+                "recipients.external_user_id",
+                format!("\u{201c}{id}\u{201d} is listed more than once"),
+            ));
+        }
+        if json_size(recipient.properties()) > MAX_PROPERTIES_BYTES {
+            return Err(DomainError::invalid(
+                R::PROPERTIES_FIELD,
+                format!("recipient {index} (\u{201c}{id}\u{201d}): must be at most 50 KB of JSON"),
+            ));
+        }
+        // Braze: `false` requires `attributes`, whether or not the user exists.
+        if !recipient.send_to_existing_only() && recipient.attributes().is_none() {
+            return Err(DomainError::invalid(
+                "recipients.attributes",
+                format!(
+                    "recipient {index} (\u{201c}{id}\u{201d}): required when \
+                     send_to_existing_only is false"
+                ),
+            ));
         }
     }
     Ok(())
+}
+
+/// Checks what a trigger call carries before anything is read: sizes, the recipient list and the
+/// broadcast filter. Also run when a trigger is scheduled.
+pub(super) fn check_request(request: &TriggerRequest) -> DomainResult<()> {
+    check_size("trigger_properties", &request.trigger_properties)?;
+    match &request.target {
+        TriggerTarget::Recipients { recipients } => check_recipients(recipients),
+        TriggerTarget::Broadcast { audience } => audience.as_ref().map_or(Ok(()), Filter::validate),
+    }
 }
 
 /// Checks the campaign is an API-triggered webhook campaign ("Invalid Campaign ID" otherwise),
@@ -234,15 +270,18 @@ fn absorb(total: &mut DispatchOutcome, part: DispatchOutcome) {
     total.unknown_recipients.extend(part.unknown_recipients);
 }
 
-/// On SQLite, takes the write lock before the first read so a concurrent writer waits (busy
-/// timeout) instead of failing when this transaction upgrades from reading to writing.
-async fn lock_for_write(db: &impl ConnectionTrait) -> DomainResult<()> {
+/// On SQLite, takes the write lock before the first read (`no_op`: an UPDATE that changes
+/// nothing) so a concurrent writer waits (busy timeout) instead of failing when this transaction
+/// upgrades from reading to writing.
+pub(crate) async fn lock_for_write(db: &impl ConnectionTrait, no_op: &str) -> DomainResult<()> {
     if db.get_database_backend() == DbBackend::Sqlite {
-        db.execute_unprepared("UPDATE event_catalog SET kind = kind WHERE 0")
-            .await?;
+        db.execute_unprepared(no_op).await?;
     }
     Ok(())
 }
+
+/// The no-op UPDATE that takes SQLite's write lock for campaign triggers and tracked events.
+const LOCK_EVENTS: &str = "UPDATE event_catalog SET kind = kind WHERE 0";
 
 /// The workspace's users with these external ids, by external id.
 async fn profiles_by_external_id(
@@ -266,40 +305,74 @@ async fn profiles_by_external_id(
     Ok(found)
 }
 
-/// Which of these profiles (by id) match `filter` now: one query per 500 ids, the filter compiled
-/// to SQL and narrowed to the ids.
-pub(super) async fn in_audience(
-    db: &impl ConnectionTrait,
+/// The users a trigger call lists, in the caller's transaction. Their attributes are applied
+/// first, in one `/users/track` call (Braze applies them before the send or entry, so the
+/// audience and the message see them); `send_to_existing_only` users who do not exist are
+/// neither created nor reached. Ids that match no user then go to `unknown`. Returns the users
+/// in `audience` with their own properties, and how many users found are outside it.
+pub(crate) async fn listed_members<C, R>(
+    txn: &C,
     ws: &WorkspaceId,
-    filter: &Filter,
-    profile_ids: &[String],
+    recipients: Vec<R>,
+    audience: &Filter,
     now: DateTime<Utc>,
-) -> DomainResult<HashSet<String>> {
-    let backend = db.get_database_backend();
-    let mut members = HashSet::new();
-    for chunk in profile_ids.chunks(ID_CHUNK) {
-        let (condition, mut values) = crate::segment::compile(filter, backend, ws, now)?;
-        let mut sql = format!("SELECT p.id AS id FROM profile p WHERE ({condition}) AND p.id IN (");
-        for (index, id) in chunk.iter().enumerate() {
-            if index > 0 {
-                sql.push_str(", ");
-            }
-            values.push(Value::from(id.as_str()));
-            // The compiled condition numbers its PostgreSQL placeholders from 1; ours follow.
-            match backend {
-                DbBackend::Postgres => sql.push_str(&format!("${}", values.len())),
-                _ => sql.push('?'),
-            }
+    unknown: &mut Vec<String>,
+) -> DomainResult<(Vec<(profile::Model, Map<String, Json>)>, u64)>
+where
+    C: ConnectionTrait + TransactionTrait,
+    R: ListedRecipient,
+{
+    let ids: Vec<String> = recipients
+        .iter()
+        .map(|r| r.external_user_id().trim().to_owned())
+        .collect();
+    let mut users = profiles_by_external_id(txn, ws, &ids).await?;
+    let mut items = Vec::new();
+    let mut owners = Vec::new();
+    for (index, (recipient, id)) in recipients.iter().zip(&ids).enumerate() {
+        if !users.contains_key(id) && recipient.send_to_existing_only() {
+            continue;
         }
-        sql.push(')');
-        let rows = db
-            .query_all(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
-        for row in rows {
-            members.insert(row.try_get::<String>("", "id")?);
+        if let Some(attributes) = recipient.attributes() {
+            let mut item = attributes.clone();
+            item.insert("external_id".into(), Json::String(id.clone()));
+            item.insert(
+                "_update_existing_only".into(),
+                Json::Bool(recipient.send_to_existing_only()),
+            );
+            items.push(Json::Object(item));
+            owners.push(index);
         }
     }
-    Ok(members)
+    if !items.is_empty() {
+        // `track` opens its own transaction: inside ours it is a savepoint.
+        let tracked = crate::profile::track(txn, ws, &json!({ "attributes": items }), now).await?;
+        if let Some(error) = tracked.errors.first() {
+            let index = owners.get(error.index).copied().unwrap_or_default();
+            let id = ids.get(index).map_or("", String::as_str);
+            return Err(DomainError::invalid(
+                "recipients.attributes",
+                format!(
+                    "recipient {index} (\u{201c}{id}\u{201d}): {}",
+                    error.message
+                ),
+            ));
+        }
+        users = profiles_by_external_id(txn, ws, &ids).await?;
+    }
+    let mut listed = Vec::new();
+    for (recipient, id) in recipients.into_iter().zip(ids) {
+        match users.remove(&id) {
+            Some(user) => listed.push((user, recipient.into_properties())),
+            None => unknown.push(id),
+        }
+    }
+    let profile_ids: Vec<String> = listed.iter().map(|(u, _)| u.id.clone()).collect();
+    let members = in_audience(txn, ws, audience, &profile_ids, now).await?;
+    let found = listed.len();
+    listed.retain(|(user, _)| members.contains(&user.id));
+    let outside = (found - listed.len()) as u64;
+    Ok((listed, outside))
 }
 
 /// Sends an API-triggered campaign. The campaign must be an active API-triggered webhook
@@ -333,7 +406,7 @@ pub(super) async fn trigger_in<C: ConnectionTrait + TransactionTrait>(
     now: DateTime<Utc>,
 ) -> DomainResult<DispatchOutcome> {
     check_request(&request)?;
-    lock_for_write(txn).await?;
+    lock_for_write(txn, LOCK_EVENTS).await?;
     let campaign = api_triggered_campaign(txn, ws, campaign_id).await?;
     match campaign.status {
         CampaignStatus::Active => {}
@@ -352,89 +425,40 @@ pub(super) async fn trigger_in<C: ConnectionTrait + TransactionTrait>(
         trigger_properties,
         send_tag,
     } = request;
-    // `None` leaves the user out (their local time had passed when the trigger was scheduled).
-    let not_before = |user: &profile::Model| -> Option<Option<DateTime<Utc>>> {
-        match &local {
-            None => Some(None),
-            Some(local) => local.due_for(user.time_zone.as_deref()).map(Some),
-        }
+    // A user's send with these properties; `None` leaves the user out (their local time had
+    // passed when the trigger was scheduled).
+    let extras = |user: &profile::Model, properties| -> Option<Extras> {
+        let not_before = match &local {
+            None => None,
+            Some(local) => Some(local.due_for(user.time_zone.as_deref())?),
+        };
+        Some(Extras {
+            api_trigger_properties: properties,
+            event_properties: Map::new(),
+            not_before,
+        })
     };
     match target {
         TriggerTarget::Recipients { recipients } => {
-            let ids: Vec<String> = recipients
-                .iter()
-                .map(|r| r.external_user_id.trim().to_owned())
-                .collect();
-            let mut users = profiles_by_external_id(txn, ws, &ids).await?;
-
-            // Attributes first (Braze applies them before the send, so the message sees them),
-            // in one `/users/track` call; `send_to_existing_only` users who do not exist are
-            // neither created nor sent to.
-            let mut items = Vec::new();
-            let mut owners = Vec::new();
-            for (index, (recipient, id)) in recipients.iter().zip(&ids).enumerate() {
-                if !users.contains_key(id) && recipient.send_to_existing_only {
-                    continue;
-                }
-                if let Some(attributes) = &recipient.attributes {
-                    let mut item = attributes.clone();
-                    item.insert("external_id".into(), Json::String(id.clone()));
-                    item.insert(
-                        "_update_existing_only".into(),
-                        Json::Bool(recipient.send_to_existing_only),
-                    );
-                    items.push(Json::Object(item));
-                    owners.push(index);
-                }
-            }
-            if !items.is_empty() {
-                // `track` opens its own transaction: inside ours it is a savepoint.
-                let tracked =
-                    crate::profile::track(txn, ws, &json!({ "attributes": items }), now).await?;
-                if let Some(error) = tracked.errors.first() {
-                    let index = owners.get(error.index).copied().unwrap_or_default();
-                    let id = ids.get(index).map_or("", String::as_str);
-                    return Err(DomainError::invalid(
-                        "recipients.attributes",
-                        format!(
-                            "recipient {index} (\u{201c}{id}\u{201d}): {}",
-                            error.message
-                        ),
-                    ));
-                }
-                users = profiles_by_external_id(txn, ws, &ids).await?;
-            }
-
-            let mut listed = Vec::new();
-            for (recipient, id) in recipients.into_iter().zip(ids) {
-                match users.remove(&id) {
-                    Some(user) => listed.push((user, recipient.trigger_properties)),
-                    None => outcome.unknown_recipients.push(id),
-                }
-            }
-            let profile_ids: Vec<String> = listed.iter().map(|(u, _)| u.id.clone()).collect();
             // Only users in the campaign's audience receive it.
-            let members = in_audience(txn, ws, &audience, &profile_ids, now).await?;
+            let (listed, _) = listed_members(
+                txn,
+                ws,
+                recipients,
+                &audience,
+                now,
+                &mut outcome.unknown_recipients,
+            )
+            .await?;
             let mut batch = Vec::new();
             for (user, own) in listed {
-                if !members.contains(&user.id) {
-                    continue;
-                }
-                let Some(not_before) = not_before(&user) else {
-                    outcome.skipped += 1;
-                    continue;
-                };
                 // The recipient's own properties win over the call's.
                 let mut properties = trigger_properties.clone();
                 properties.extend(own);
-                batch.push((
-                    user,
-                    Extras {
-                        api_trigger_properties: properties,
-                        event_properties: Map::new(),
-                        not_before,
-                    },
-                ));
+                match extras(&user, properties) {
+                    Some(extras) => batch.push((user, extras)),
+                    None => outcome.skipped += 1,
+                }
             }
             let part = queue_campaign_sends(txn, ws, &campaign, &dispatch_id, batch, send_tag, now)
                 .await?;
@@ -446,27 +470,14 @@ pub(super) async fn trigger_in<C: ConnectionTrait + TransactionTrait>(
                 None => audience,
             };
             let max = campaign.settings.max_recipients;
-            let mut after: Option<ProfileId> = None;
-            loop {
-                let page =
-                    crate::segment::members(txn, ws, &filter, now, PAGE, after.as_ref()).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(ProfileId::from_db(last.id.clone()));
-                let full = page.len() as u64 == PAGE;
+            let mut pages = Pages::new(ws, &filter, now, None);
+            while let Some(page) = pages.next(txn).await? {
                 let mut batch = Vec::with_capacity(page.len());
                 for user in page {
-                    let Some(not_before) = not_before(&user) else {
-                        outcome.skipped += 1;
-                        continue;
-                    };
-                    batch.push((
-                        user,
-                        Extras {
-                            api_trigger_properties: trigger_properties.clone(),
-                            event_properties: Map::new(),
-                            not_before,
-                        },
-                    ));
+                    match extras(&user, trigger_properties.clone()) {
+                        Some(extras) => batch.push((user, extras)),
+                        None => outcome.skipped += 1,
+                    }
                 }
                 // `max_recipients` counts the whole dispatch, across pages.
                 if let Some(max) = max {
@@ -486,7 +497,7 @@ pub(super) async fn trigger_in<C: ConnectionTrait + TransactionTrait>(
                     .await?;
                     absorb(&mut outcome, part);
                 }
-                if !full || max.is_some_and(|max| outcome.queued >= max) {
+                if max.is_some_and(|max| outcome.queued >= max) {
                     break;
                 }
             }
@@ -524,7 +535,7 @@ pub async fn handle_events<C: ConnectionTrait + TransactionTrait>(
         let mut listeners = Listeners::load(db, &ws).await?;
         for item in items {
             let txn = db.begin().await?;
-            lock_for_write(&txn).await?;
+            lock_for_write(&txn, LOCK_EVENTS).await?;
             handle_event(&txn, &ws, &mut listeners, &item, now).await?;
             // Canvases read the same inbox, in the same transaction: an event is handed to both
             // once, and a crash before the commit repeats it for both.
@@ -575,11 +586,7 @@ impl Listeners {
         if let Some(cached) = self.audiences.get(&key) {
             return Ok(cached.clone());
         }
-        let filter = match audience_filter(db, ws, &campaign.audience).await {
-            Ok(filter) => Some(filter),
-            Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-            Err(_) => None,
-        };
+        let filter = usable(audience_filter(db, ws, &campaign.audience).await)?;
         self.audiences.insert(key, filter.clone());
         Ok(filter)
     }
@@ -624,11 +631,8 @@ async fn handle_event<C: ConnectionTrait + TransactionTrait>(
         let campaign = &listeners.campaigns[index];
         // An audience the database cannot evaluate skips the campaign rather than holding the
         // inbox; database errors still stop the batch (the event is claimed again later).
-        match in_audience(txn, ws, &filter, std::slice::from_ref(&user.id), now).await {
-            Ok(members) if !members.is_empty() => {}
-            Ok(_) => continue,
-            Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-            Err(_) => continue,
+        if usable(is_member(txn, ws, &filter, &user.id, now).await)? != Some(true) {
+            continue;
         }
         let extras = Extras {
             api_trigger_properties: Map::new(),
@@ -640,20 +644,12 @@ async fn handle_event<C: ConnectionTrait + TransactionTrait>(
         // A campaign that cannot be queued (a rejected setting) must not hold the event, and
         // with it the inbox, forever: its part is rolled back and the others go on.
         let savepoint = txn.begin().await?;
-        match queue_campaign_sends(
-            &savepoint,
-            ws,
-            campaign,
-            &dispatch_id,
-            vec![(user.clone(), extras)],
-            None,
-            now,
-        )
-        .await
-        {
-            Ok(_) => savepoint.commit().await?,
-            Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-            Err(_) => savepoint.rollback().await?,
+        let batch = vec![(user.clone(), extras)];
+        let queued =
+            queue_campaign_sends(&savepoint, ws, campaign, &dispatch_id, batch, None, now).await;
+        match usable(queued)? {
+            Some(_) => savepoint.commit().await?,
+            None => savepoint.rollback().await?,
         }
     }
     Ok(())
@@ -687,8 +683,8 @@ fn fires(campaign: &Campaign, item: &InboxItem) -> Option<Option<DateTime<Utc>>>
     (launched && started && not_ended).then_some((*delay_seconds > 0).then_some(send_at))
 }
 
-/// Whether an inbox item is the event (or purchase) a trigger names.
-fn trigger_matches(trigger: &Trigger, item: &InboxItem) -> bool {
+/// Whether an inbox item is the event (or purchase) a trigger names, property filters included.
+pub(crate) fn trigger_matches(trigger: &Trigger, item: &InboxItem) -> bool {
     match trigger {
         Trigger::CustomEvent {
             name,

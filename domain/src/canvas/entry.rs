@@ -27,20 +27,25 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
-    Set, Statement, TransactionTrait, Value,
+    Set, Statement, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 
-use super::journey::{
-    Outcome, StoredState, all_of, audience_of, bucket, event, in_audience, insert_events,
-    push_condition, status, step_event, to_millis, variant_key,
+use super::journey::{Outcome, StoredState, event, insert_events, status, step_event, variant_key};
+use super::model::{Canvas, CanvasStatus, Definition, Entry, JourneyState};
+use crate::campaign::{
+    Assignment, ID_CHUNK, ListedRecipient, Pages, Schedule, all_of, assign, audience_filter,
+    check_recipients, check_size, is_member, listed_members, local_time_date, lock_for_write,
+    push_condition, trigger_matches,
 };
-use super::model::{Canvas, CanvasStatus, CanvasVariant, Definition, Entry, JourneyState};
-use crate::campaign::{PropertyFilter, Schedule, Trigger};
+use crate::claim::{
+    self, Occurrence, OccurrenceTable, Page, Tally, status as occurrence_status, to_millis, usable,
+};
 use crate::entity::{canvas as canvas_row, canvas_journey, canvas_occurrence, profile};
 use crate::profile::{EventKind, InboxItem};
-use crate::{CanvasId, DomainError, DomainResult, JourneyId, ProfileId, WorkspaceId};
+use crate::segment::Filter;
+use crate::{CanvasId, DomainError, DomainResult, JourneyId, WorkspaceId};
 
 /// One listed recipient of `/canvas/trigger/send`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,15 +54,35 @@ pub struct CanvasRecipient {
     /// Merged over the call's `context` for this user.
     #[serde(default)]
     pub context: Map<String, Json>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::campaign::yes")]
     pub send_to_existing_only: bool,
     /// Braze user attributes applied before entry.
     #[serde(default)]
     pub attributes: Option<Map<String, Json>>,
 }
 
-fn yes() -> bool {
-    true
+impl ListedRecipient for CanvasRecipient {
+    const PROPERTIES_FIELD: &'static str = "recipients.context";
+
+    fn external_user_id(&self) -> &str {
+        &self.external_user_id
+    }
+
+    fn properties(&self) -> &Map<String, Json> {
+        &self.context
+    }
+
+    fn into_properties(self) -> Map<String, Json> {
+        self.context
+    }
+
+    fn send_to_existing_only(&self) -> bool {
+        self.send_to_existing_only
+    }
+
+    fn attributes(&self) -> Option<&Map<String, Json>> {
+        self.attributes.as_ref()
+    }
 }
 
 /// Who a trigger call enters.
@@ -94,19 +119,8 @@ pub struct EntryOutcome {
     pub notice: Option<String>,
 }
 
-/// Most listed recipients of one trigger call, as in Braze.
-const MAX_RECIPIENTS: usize = 50;
-/// Largest `context` object (serialized JSON), as in Braze.
-const MAX_CONTEXT_BYTES: usize = 50 * 1024;
-/// Audience members entered per page.
-const PAGE: u64 = 1000;
-/// Ids per `IN (…)` list.
-const ID_CHUNK: usize = 500;
-/// How long a claimed occurrence is held; every page renews it.
-const OCCURRENCE_LEASE: TimeDelta = TimeDelta::seconds(60);
-/// How far ahead of the wall time a local-time occurrence fires: 24 hours before the earliest
-/// zone (UTC+14) reaches it (the campaigns' rule, see `campaign::next_occurrence`).
-const LOCAL_TIME_LEAD: TimeDelta = TimeDelta::hours(14 + 24);
+/// The no-op UPDATE that takes SQLite's write lock for a trigger call.
+const LOCK_CANVAS: &str = "UPDATE canvas SET version = version WHERE 0";
 
 /// Braze's notices for trigger calls that enter no one.
 const PAUSED_NOTICE: &str =
@@ -116,14 +130,6 @@ const STOPPED_NOTICE: &str =
 const ARCHIVED_NOTICE: &str =
     "The Canvas is archived. Unarchive the Canvas to ensure trigger requests will take effect.";
 
-/// Occurrence statuses as stored.
-mod occurrence_status {
-    pub const PENDING: &str = "pending";
-    pub const RUNNING: &str = "running";
-    pub const DONE: &str = "done";
-    pub const CANCELLED: &str = "cancelled";
-}
-
 fn invalid_canvas(detail: Option<&str>) -> DomainError {
     match detail {
         None => DomainError::invalid("canvas_id", "Invalid Canvas ID"),
@@ -131,107 +137,13 @@ fn invalid_canvas(detail: Option<&str>) -> DomainError {
     }
 }
 
-fn json_size(map: &Map<String, Json>) -> usize {
-    serde_json::to_string(map).map_or(usize::MAX, |text| text.len())
-}
-
 /// Checks what a trigger call carries before anything is read.
 fn check_request(request: &CanvasTriggerRequest) -> DomainResult<()> {
-    if json_size(&request.context) > MAX_CONTEXT_BYTES {
-        return Err(DomainError::invalid(
-            "context",
-            "must be at most 50 KB of JSON",
-        ));
-    }
+    check_size("context", &request.context)?;
     match &request.target {
-        CanvasTarget::Recipients { recipients } => {
-            if recipients.is_empty() {
-                return Err(DomainError::invalid(
-                    "recipients",
-                    "list at least one recipient, or send a broadcast",
-                ));
-            }
-            if recipients.len() > MAX_RECIPIENTS {
-                return Err(DomainError::invalid(
-                    "recipients",
-                    "The max number of external_ids and aliases per request was exceeded (50)",
-                ));
-            }
-            let mut seen = HashSet::new();
-            for (index, recipient) in recipients.iter().enumerate() {
-                let id = recipient.external_user_id.trim();
-                if id.is_empty() {
-                    return Err(DomainError::invalid(
-                        "recipients.external_user_id",
-                        format!("recipient {index}: must be a non-empty string"),
-                    ));
-                }
-                // The same user twice in one call would enter twice.
-                if !seen.insert(id) {
-                    return Err(DomainError::invalid(
-                        "recipients.external_user_id",
-                        format!("\u{201c}{id}\u{201d} is listed more than once"),
-                    ));
-                }
-                if json_size(&recipient.context) > MAX_CONTEXT_BYTES {
-                    return Err(DomainError::invalid(
-                        "recipients.context",
-                        format!(
-                            "recipient {index} (\u{201c}{id}\u{201d}): must be at most 50 KB of JSON"
-                        ),
-                    ));
-                }
-                // Braze: `false` requires `attributes`, whether or not the user exists.
-                if !recipient.send_to_existing_only && recipient.attributes.is_none() {
-                    return Err(DomainError::invalid(
-                        "recipients.attributes",
-                        format!(
-                            "recipient {index} (\u{201c}{id}\u{201d}): required when \
-                             send_to_existing_only is false"
-                        ),
-                    ));
-                }
-            }
-        }
-        CanvasTarget::Broadcast { audience } => {
-            if let Some(filter) = audience {
-                filter.validate()?;
-            }
-        }
+        CanvasTarget::Recipients { recipients } => check_recipients(recipients),
+        CanvasTarget::Broadcast { audience } => audience.as_ref().map_or(Ok(()), Filter::validate),
     }
-    Ok(())
-}
-
-/// On SQLite, takes the write lock before the first read so a concurrent writer waits (busy
-/// timeout) instead of failing when this transaction upgrades from reading to writing.
-async fn lock_for_write(db: &impl ConnectionTrait) -> DomainResult<()> {
-    if db.get_database_backend() == DbBackend::Sqlite {
-        db.execute_unprepared("UPDATE canvas SET version = version WHERE 0")
-            .await?;
-    }
-    Ok(())
-}
-
-/// The workspace's users with these external ids, by external id.
-async fn profiles_by_external_id(
-    db: &impl ConnectionTrait,
-    ws: &WorkspaceId,
-    ids: &[String],
-) -> DomainResult<HashMap<String, profile::Model>> {
-    let mut found = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ID_CHUNK) {
-        let rows = profile::Entity::find()
-            .filter(profile::Column::WorkspaceId.eq(ws.as_str()))
-            .filter(profile::Column::ExternalId.is_in(chunk.iter().map(String::as_str)))
-            .all(db)
-            .await?;
-        for row in rows {
-            if let Some(external_id) = row.external_id.clone() {
-                found.insert(external_id, row);
-            }
-        }
-    }
-    Ok(found)
 }
 
 /// `/canvas/trigger/send`: in one transaction, applies attributes (creating users when
@@ -251,7 +163,7 @@ pub async fn trigger_canvas<C: ConnectionTrait + TransactionTrait>(
 ) -> DomainResult<EntryOutcome> {
     check_request(&request)?;
     let txn = db.begin().await?;
-    lock_for_write(&txn).await?;
+    lock_for_write(&txn, LOCK_CANVAS).await?;
     let canvas = match super::store::find_canvas(&txn, ws, id).await {
         Ok(canvas) => canvas,
         Err(DomainError::NotFound(_)) => return Err(invalid_canvas(None)),
@@ -282,40 +194,33 @@ pub async fn trigger_canvas<C: ConnectionTrait + TransactionTrait>(
         outcome.notice = Some(notice.to_owned());
         return Ok(outcome);
     }
-    let audience = audience_of(&txn, ws, &definition.audience).await?;
+    let audience = audience_filter(&txn, ws, &definition.audience).await?;
     let CanvasTriggerRequest { target, context } = request;
     match target {
         CanvasTarget::Recipients { recipients } => {
-            let ids: Vec<String> = recipients
-                .iter()
-                .map(|r| r.external_user_id.trim().to_owned())
+            let (listed, outside) = listed_members(
+                &txn,
+                ws,
+                recipients,
+                &audience,
+                now,
+                &mut outcome.unknown_recipients,
+            )
+            .await?;
+            outcome.skipped += outside;
+            let entrants = listed
+                .into_iter()
+                .map(|(user, own)| {
+                    // The recipient's own context wins over the call's.
+                    let mut merged = context.clone();
+                    merged.extend(own);
+                    Entrant {
+                        user,
+                        context: merged,
+                        wake_at: None,
+                    }
+                })
                 .collect();
-            let mut users = profiles_by_external_id(&txn, ws, &ids).await?;
-            apply_attributes(&txn, ws, &recipients, &ids, &mut users, now).await?;
-            let mut listed = Vec::new();
-            for (recipient, id) in recipients.into_iter().zip(ids) {
-                match users.remove(&id) {
-                    Some(user) => listed.push((user, recipient.context)),
-                    None => outcome.unknown_recipients.push(id),
-                }
-            }
-            let profile_ids: Vec<String> = listed.iter().map(|(u, _)| u.id.clone()).collect();
-            let members = in_audience(&txn, ws, &audience, &profile_ids, now).await?;
-            let mut entrants = Vec::with_capacity(listed.len());
-            for (user, own) in listed {
-                if !members.contains(&user.id) {
-                    outcome.skipped += 1;
-                    continue;
-                }
-                // The recipient's own context wins over the call's.
-                let mut merged = context.clone();
-                merged.extend(own);
-                entrants.push(Entrant {
-                    user,
-                    context: merged,
-                    wake_at: None,
-                });
-            }
             let done = enter(&txn, ws, &canvas, version, &definition, entrants, now).await?;
             outcome.entered += done.entered;
             outcome.skipped += done.skipped;
@@ -327,13 +232,8 @@ pub async fn trigger_canvas<C: ConnectionTrait + TransactionTrait>(
                 push_condition(&mut filters, extra);
             }
             let filter = all_of(filters);
-            let mut after: Option<ProfileId> = None;
-            loop {
-                let page =
-                    crate::segment::members(&txn, ws, &filter, now, PAGE, after.as_ref()).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(ProfileId::from_db(last.id.clone()));
-                let full = page.len() as u64 == PAGE;
+            let mut pages = Pages::new(ws, &filter, now, None);
+            while let Some(page) = pages.next(&txn).await? {
                 let entrants = page
                     .into_iter()
                     .map(|user| Entrant {
@@ -345,62 +245,11 @@ pub async fn trigger_canvas<C: ConnectionTrait + TransactionTrait>(
                 let done = enter(&txn, ws, &canvas, version, &definition, entrants, now).await?;
                 outcome.entered += done.entered;
                 outcome.skipped += done.skipped;
-                if !full {
-                    break;
-                }
             }
         }
     }
     txn.commit().await?;
     Ok(outcome)
-}
-
-/// Applies the listed recipients' attributes in one `/users/track` call (a savepoint of the
-/// caller's transaction) before anyone enters, so the entry audience and the first step see them;
-/// `send_to_existing_only` users who do not exist are neither created nor entered. Reads the
-/// users again afterwards.
-async fn apply_attributes<C: ConnectionTrait + TransactionTrait>(
-    txn: &C,
-    ws: &WorkspaceId,
-    recipients: &[CanvasRecipient],
-    ids: &[String],
-    users: &mut HashMap<String, profile::Model>,
-    now: DateTime<Utc>,
-) -> DomainResult<()> {
-    let mut items = Vec::new();
-    let mut owners = Vec::new();
-    for (index, (recipient, id)) in recipients.iter().zip(ids).enumerate() {
-        if !users.contains_key(id) && recipient.send_to_existing_only {
-            continue;
-        }
-        if let Some(attributes) = &recipient.attributes {
-            let mut item = attributes.clone();
-            item.insert("external_id".into(), Json::String(id.clone()));
-            item.insert(
-                "_update_existing_only".into(),
-                Json::Bool(recipient.send_to_existing_only),
-            );
-            items.push(Json::Object(item));
-            owners.push(index);
-        }
-    }
-    if items.is_empty() {
-        return Ok(());
-    }
-    let tracked = crate::profile::track(txn, ws, &json!({ "attributes": items }), now).await?;
-    if let Some(error) = tracked.errors.first() {
-        let index = owners.get(error.index).copied().unwrap_or_default();
-        let id = ids.get(index).map_or("", String::as_str);
-        return Err(DomainError::invalid(
-            "recipients.attributes",
-            format!(
-                "recipient {index} (\u{201c}{id}\u{201d}): {}",
-                error.message
-            ),
-        ));
-    }
-    *users = profiles_by_external_id(txn, ws, ids).await?;
-    Ok(())
 }
 
 /// A user about to enter, with their entry properties.
@@ -416,52 +265,6 @@ pub(super) struct Entrant {
 pub(super) struct Entered {
     pub entered: u64,
     pub skipped: u64,
-}
-
-/// Where a user falls in the Canvas's variant split.
-enum Assignment<'a> {
-    Variant(&'a CanvasVariant),
-    Control,
-}
-
-/// The user's variant (see the module doc); `None` when nothing takes a share.
-fn assign<'a>(
-    canvas: &CanvasId,
-    definition: &'a Definition,
-    profile_id: &str,
-    previous: Option<&Option<String>>,
-) -> Option<Assignment<'a>> {
-    match previous {
-        Some(Some(key)) => {
-            if let Some(variant) = definition
-                .variants
-                .iter()
-                .find(|v| v.percent > 0 && variant_key(v).as_ref() == Some(key))
-            {
-                return Some(Assignment::Variant(variant));
-            }
-        }
-        Some(None) if definition.control_percent > 0 => return Some(Assignment::Control),
-        _ => {}
-    }
-    let total = definition
-        .variants
-        .iter()
-        .map(|v| u64::from(v.percent))
-        .sum::<u64>()
-        + u64::from(definition.control_percent);
-    if total == 0 {
-        return None;
-    }
-    let point = bucket(&[canvas.as_str(), profile_id], total);
-    let mut edge = 0;
-    for variant in &definition.variants {
-        edge += u64::from(variant.percent);
-        if point < edge {
-            return Some(Assignment::Variant(variant));
-        }
-    }
-    Some(Assignment::Control)
 }
 
 /// Enters users (already checked against the entry audience) into version `version` of
@@ -557,10 +360,12 @@ pub(super) async fn enter(
             continue;
         }
         let Some(assignment) = assign(
-            &canvas.id,
-            definition,
-            &user.id,
-            previous.map(|(_, variant)| variant),
+            &definition.variants,
+            |v| v.percent,
+            definition.control_percent,
+            previous.map(|(_, variant)| variant.as_deref()),
+            |v, previous| variant_key(v).as_deref() == Some(previous),
+            &[canvas.id.as_str(), &user.id],
         ) else {
             done.skipped += 1;
             continue;
@@ -668,13 +473,8 @@ pub async fn on_event(
         let key = (journey.canvas_id.clone(), journey.version);
         if !definitions.contains_key(&key) {
             let id = CanvasId::from_db(journey.canvas_id.clone());
-            let definition =
-                match super::store::version_definition(db, ws, &id, journey.version).await {
-                    Ok(definition) => Some(definition),
-                    Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-                    Err(_) => None,
-                };
-            definitions.insert(key.clone(), definition);
+            let definition = super::store::version_definition(db, ws, &id, journey.version).await;
+            definitions.insert(key.clone(), usable(definition)?);
         }
         let Some(Some(definition)) = definitions.get(&key) else {
             continue;
@@ -713,10 +513,9 @@ pub async fn on_event(
         let Some(version) = canvas.live_version else {
             continue;
         };
-        let definition = match super::store::version_definition(db, ws, &canvas.id, version).await {
-            Ok(definition) => definition,
-            Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-            Err(_) => continue,
+        let definition = super::store::version_definition(db, ws, &canvas.id, version).await;
+        let Some(definition) = usable(definition)? else {
+            continue;
         };
         let Entry::Action {
             trigger,
@@ -736,16 +535,11 @@ pub async fn on_event(
         if !launched || !in_window || !trigger_matches(trigger, item) {
             continue;
         }
-        let audience = match audience_of(db, ws, &definition.audience).await {
-            Ok(filter) => filter,
-            Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-            Err(_) => continue,
+        let Some(audience) = usable(audience_filter(db, ws, &definition.audience).await)? else {
+            continue;
         };
-        match in_audience(db, ws, &audience, std::slice::from_ref(&user.id), now).await {
-            Ok(members) if !members.is_empty() => {}
-            Ok(_) => continue,
-            Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-            Err(_) => continue,
+        if usable(is_member(db, ws, &audience, &user.id, now).await)? != Some(true) {
+            continue;
         }
         let entrant = Entrant {
             user: user.clone(),
@@ -895,29 +689,24 @@ async fn take_action_path(
         if !change(db, ws, &journey, &state, moved, now).await? {
             continue;
         }
-        let mut events = vec![step_event(
-            ws,
-            &journey.canvas_id,
-            journey.version,
-            &journey.id,
-            &journey.profile_id,
-            Some(step.id.as_str()),
-            event::BRANCH,
-            Some(&path.name),
-            now,
-        )];
-        if next.is_none() {
-            events.push(step_event(
+        let at_step = |kind, branch| {
+            let (canvas, profile) = (&journey.canvas_id, &journey.profile_id);
+            let step = Some(step.id.as_str());
+            step_event(
                 ws,
-                &journey.canvas_id,
+                canvas,
                 journey.version,
                 &journey.id,
-                &journey.profile_id,
-                Some(step.id.as_str()),
-                event::FINISHED,
-                None,
+                profile,
+                step,
+                kind,
+                branch,
                 now,
-            ));
+            )
+        };
+        let mut events = vec![at_step(event::BRANCH, Some(&path.name))];
+        if next.is_none() {
+            events.push(at_step(event::FINISHED, None));
         }
         insert_events(db, events).await?;
         return Ok(());
@@ -925,101 +714,38 @@ async fn take_action_path(
     Ok(())
 }
 
-/// Whether an inbox item is the event (or purchase) a trigger names, property filters included
-/// (the campaigns' rule, `campaign::trigger`, private to that module).
-pub(super) fn trigger_matches(trigger: &Trigger, item: &InboxItem) -> bool {
-    match trigger {
-        Trigger::CustomEvent {
-            name,
-            property_filters,
-        } => {
-            item.kind == EventKind::Event
-                && item.name == *name
-                && property_filters
-                    .iter()
-                    .all(|filter| property_matches(filter, &item.properties))
-        }
-        Trigger::Purchase { product_id } => {
-            item.kind == EventKind::Purchase
-                && product_id
-                    .as_ref()
-                    .is_none_or(|product| *product == item.name)
-        }
+impl OccurrenceTable for canvas_occurrence::Entity {
+    const OWNER: &'static str = "canvas";
+    const FIRING: &'static str = "= 'active'";
+    const WORKSPACE_ID: Self::Column = canvas_occurrence::Column::WorkspaceId;
+    const ID: Self::Column = canvas_occurrence::Column::Id;
+    const OWNER_ID: Self::Column = canvas_occurrence::Column::CanvasId;
+    const STATUS: Self::Column = canvas_occurrence::Column::Status;
+    const LEASE_UNTIL: Self::Column = canvas_occurrence::Column::LeaseUntil;
+    const COMPLETED_AT: Self::Column = canvas_occurrence::Column::CompletedAt;
+    const DISPATCH_ID: Option<Self::Column> = None;
+    const CURSOR: Self::Column = canvas_occurrence::Column::Cursor;
+    const COUNT: Self::Column = canvas_occurrence::Column::Entered;
+
+    /// Whether the Canvas still lets users in: `active`.
+    async fn may_fire(
+        db: &impl ConnectionTrait,
+        occurrence: &Occurrence<Self>,
+    ) -> DomainResult<bool> {
+        let status: Option<String> = canvas_row::Entity::find()
+            .select_only()
+            .column(canvas_row::Column::Status)
+            .filter(canvas_row::Column::WorkspaceId.eq(occurrence.ws.as_str()))
+            .filter(canvas_row::Column::Id.eq(occurrence.owner.as_str()))
+            .into_tuple()
+            .one(db)
+            .await?;
+        Ok(status.as_deref() == Some(CanvasStatus::Active.as_str()))
     }
 }
 
-/// A property by name, or by a dotted path into nested objects.
-fn lookup<'a>(properties: &'a Map<String, Json>, path: &str) -> Option<&'a Json> {
-    if let Some(value) = properties.get(path) {
-        return Some(value);
-    }
-    let mut parts = path.split('.');
-    let mut current = properties.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
-    }
-    Some(current)
-}
-
-fn as_time(value: &Json) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value.as_str()?.trim())
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// Numbers compare as numbers (`1` equals `1.0`), everything else as JSON.
-fn same(a: &Json, b: &Json) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) if a.is_number() && b.is_number() => x == y,
-        _ => a == b,
-    }
-}
-
-/// Numbers order as numbers, ISO 8601 times as instants; nothing else orders.
-fn order(a: &Json, b: &Json) -> Option<std::cmp::Ordering> {
-    if a.is_number() && b.is_number() {
-        return a.as_f64()?.partial_cmp(&b.as_f64()?);
-    }
-    Some(as_time(a)?.cmp(&as_time(b)?))
-}
-
-/// A property filter against an event's properties. A missing (or null) property matches only
-/// `does_not_exist` and `not_equal`.
-fn property_matches(filter: &PropertyFilter, properties: &Map<String, Json>) -> bool {
-    use std::cmp::Ordering;
-    let value = lookup(properties, &filter.property).filter(|v| !v.is_null());
-    match filter.comparison.as_str() {
-        "exists" => value.is_some(),
-        "does_not_exist" => value.is_none(),
-        "equals" => value.is_some_and(|v| same(v, &filter.value)),
-        "not_equal" | "does_not_equal" => !value.is_some_and(|v| same(v, &filter.value)),
-        "greater_than" => value.and_then(|v| order(v, &filter.value)) == Some(Ordering::Greater),
-        "less_than" => value.and_then(|v| order(v, &filter.value)) == Some(Ordering::Less),
-        "contains" => value.is_some_and(|v| match (v, &filter.value) {
-            (Json::String(text), Json::String(part)) => {
-                text.to_lowercase().contains(&part.to_lowercase())
-            }
-            (Json::Array(items), wanted) => items.iter().any(|item| same(item, wanted)),
-            _ => false,
-        }),
-        _ => false,
-    }
-}
-
-/// A claimed occurrence, as this process last wrote it.
-struct Occurrence {
-    ws: WorkspaceId,
-    id: String,
-    canvas_id: CanvasId,
-    due_at: DateTime<Utc>,
-    cursor: Option<String>,
-    entered: i64,
-    /// The lease this process holds; every write to the row is conditional on it.
-    lease: DateTime<Utc>,
-}
-
-/// Fires due occurrences of scheduled entries (leased, paged with a saved cursor, never twice),
-/// then plans the next. Returns how many occurrences finished.
+/// Fires due occurrences of scheduled entries (leased, paged with a saved cursor, never twice:
+/// see [`crate::claim`]), then plans the next. Returns how many occurrences finished.
 ///
 /// Occurrences of Canvases that are not active wait, pending, until the Canvas is (a paused or
 /// stopped Canvas lets no one in); those of Canvases gone, archived or no longer scheduled are
@@ -1034,172 +760,49 @@ pub async fn run_due_canvas_occurrences<C: ConnectionTrait + TransactionTrait>(
     limit: usize,
 ) -> DomainResult<usize> {
     let started = Instant::now();
-    let claimed = claim_occurrences(db, now, limit).await?;
-    let mut finished = 0;
-    let mut first_error = None;
-    for occurrence in claimed {
-        match fire(db, occurrence, now, started).await {
-            Ok(true) => finished += 1,
-            Ok(false) => {}
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
+    let mut tally = Tally::default();
+    for occurrence in claim::claim::<canvas_occurrence::Entity>(db, now, limit).await? {
+        tally.add(fire(db, occurrence, now, started).await);
     }
-    match first_error {
-        Some(error) => Err(error),
-        None => Ok(finished),
-    }
-}
-
-/// The lease to take or renew now: past the caller's `now` plus the time spent since.
-fn lease_until(now: DateTime<Utc>, started: Instant) -> DateTime<Utc> {
-    let elapsed = TimeDelta::from_std(started.elapsed()).unwrap_or(TimeDelta::zero());
-    to_millis(now + elapsed + OCCURRENCE_LEASE)
-}
-
-/// Claims up to `limit` due occurrences of active Canvases: pending ones, and running ones whose
-/// process let the lease run out.
-async fn claim_occurrences(
-    db: &impl ConnectionTrait,
-    now: DateTime<Utc>,
-    limit: usize,
-) -> DomainResult<Vec<Occurrence>> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let lease = to_millis(now + OCCURRENCE_LEASE);
-    let backend = db.get_database_backend();
-    let choose = "SELECT o.workspace_id, o.id FROM canvas_occurrence o \
-         WHERE o.due_at <= {now} \
-           AND ((o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until <= {now})) \
-             OR (o.status = 'running' AND o.lease_until <= {now})) \
-           AND EXISTS (SELECT 1 FROM canvas c WHERE c.workspace_id = o.workspace_id \
-             AND c.id = o.canvas_id AND c.status = 'active') \
-         ORDER BY o.due_at LIMIT {limit}";
-    let returning = "RETURNING workspace_id, id, canvas_id, due_at, cursor, entered";
-    let (sql, values): (String, Vec<Value>) = match backend {
-        DbBackend::Postgres => (
-            format!(
-                "UPDATE canvas_occurrence SET status = 'running', lease_until = $1 \
-                 WHERE (workspace_id, id) IN ({} FOR UPDATE OF o SKIP LOCKED) {returning}",
-                choose.replace("{now}", "$2").replace("{limit}", "$3")
-            ),
-            vec![lease.into(), now.into(), (limit as i64).into()],
-        ),
-        _ => (
-            format!(
-                "UPDATE canvas_occurrence SET status = 'running', lease_until = ? \
-                 WHERE (workspace_id, id) IN ({}) {returning}",
-                choose.replace("{now}", "?").replace("{limit}", "?")
-            ),
-            // SQLite numbers `?` in order of appearance: the lease, `now` three times, the limit.
-            vec![
-                lease.into(),
-                now.into(),
-                now.into(),
-                now.into(),
-                (limit as i64).into(),
-            ],
-        ),
-    };
-    let rows = db
-        .query_all(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        claimed.push(Occurrence {
-            ws: WorkspaceId::from_db(row.try_get("", "workspace_id")?),
-            id: row.try_get("", "id")?,
-            canvas_id: CanvasId::from_db(row.try_get("", "canvas_id")?),
-            due_at: row.try_get("", "due_at")?,
-            cursor: row.try_get("", "cursor")?,
-            entered: row.try_get("", "entered")?,
-            lease,
-        });
-    }
-    claimed.sort_by_key(|o| o.due_at);
-    Ok(claimed)
-}
-
-/// The occurrence row, only while this process still holds it.
-fn held(occurrence: &Occurrence) -> sea_orm::UpdateMany<canvas_occurrence::Entity> {
-    canvas_occurrence::Entity::update_many()
-        .filter(canvas_occurrence::Column::WorkspaceId.eq(occurrence.ws.as_str()))
-        .filter(canvas_occurrence::Column::Id.eq(occurrence.id.as_str()))
-        .filter(canvas_occurrence::Column::Status.eq(occurrence_status::RUNNING))
-        .filter(canvas_occurrence::Column::LeaseUntil.eq(occurrence.lease))
-}
-
-/// Gives the occurrence up: `pending` (it fires when its Canvas is active again) or `cancelled`.
-async fn let_go(
-    db: &impl ConnectionTrait,
-    occurrence: &Occurrence,
-    status: &str,
-    now: DateTime<Utc>,
-) -> DomainResult<()> {
-    let completed = (status == occurrence_status::CANCELLED).then(|| to_millis(now));
-    held(occurrence)
-        .col_expr(canvas_occurrence::Column::Status, Expr::value(status))
-        .col_expr(
-            canvas_occurrence::Column::LeaseUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            canvas_occurrence::Column::CompletedAt,
-            Expr::value(completed),
-        )
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// Whether the Canvas still lets users in (read inside each page's transaction).
-async fn still_active(db: &impl ConnectionTrait, occurrence: &Occurrence) -> DomainResult<bool> {
-    let status: Option<String> = canvas_row::Entity::find()
-        .select_only()
-        .column(canvas_row::Column::Status)
-        .filter(canvas_row::Column::WorkspaceId.eq(occurrence.ws.as_str()))
-        .filter(canvas_row::Column::Id.eq(occurrence.canvas_id.as_str()))
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(status.as_deref() == Some(CanvasStatus::Active.as_str()))
+    tally.result()
 }
 
 /// Runs one claimed occurrence to its end (or until it cannot go on). `true` when it finished.
 async fn fire<C: ConnectionTrait + TransactionTrait>(
     db: &C,
-    mut occurrence: Occurrence,
+    mut occurrence: Occurrence<canvas_occurrence::Entity>,
     now: DateTime<Utc>,
     started: Instant,
 ) -> DomainResult<bool> {
-    let canvas = match super::store::find_canvas(db, &occurrence.ws, &occurrence.canvas_id).await {
+    let ws = occurrence.ws.clone();
+    let id = CanvasId::from_db(occurrence.owner.clone());
+    // A Canvas gone, archived or no longer scheduled cancels the occurrence; one paused or
+    // stopped leaves it pending until it is active again.
+    let canvas = match super::store::find_canvas(db, &ws, &id).await {
         Ok(canvas) => canvas,
         Err(DomainError::NotFound(_)) => {
-            let_go(db, &occurrence, occurrence_status::CANCELLED, now).await?;
-            return Ok(false);
+            return occurrence
+                .let_go(db, occurrence_status::CANCELLED, now)
+                .await;
         }
         Err(error) => return Err(error),
     };
     let version = match (canvas.status, canvas.live_version) {
         (CanvasStatus::Archived, _) | (_, None) => {
-            let_go(db, &occurrence, occurrence_status::CANCELLED, now).await?;
-            return Ok(false);
+            return occurrence
+                .let_go(db, occurrence_status::CANCELLED, now)
+                .await;
         }
         (CanvasStatus::Active, Some(version)) => version,
-        (_, Some(_)) => {
-            let_go(db, &occurrence, occurrence_status::PENDING, now).await?;
-            return Ok(false);
-        }
+        (_, Some(_)) => return occurrence.let_go(db, occurrence_status::PENDING, now).await,
     };
-    let definition =
-        super::store::version_definition(db, &occurrence.ws, &canvas.id, version).await?;
+    let definition = super::store::version_definition(db, &ws, &canvas.id, version).await?;
     let Entry::Scheduled { schedule } = &definition.entry else {
-        let_go(db, &occurrence, occurrence_status::CANCELLED, now).await?;
-        return Ok(false);
+        return occurrence
+            .let_go(db, occurrence_status::CANCELLED, now)
+            .await;
     };
-    let filter = audience_of(db, &occurrence.ws, &definition.audience).await?;
+    let filter = audience_filter(db, &ws, &definition.audience).await?;
     // Local time: every user's first step is due at the schedule's wall time on the occurrence's
     // date in their own zone.
     let local: Option<(NaiveDate, NaiveTime)> = match schedule {
@@ -1207,39 +810,19 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
             in_local_time: true,
             time,
             ..
-        } => Some(((occurrence.due_at + LOCAL_TIME_LEAD).date_naive(), *time)),
+        } => Some((local_time_date(occurrence.due_at), *time)),
         _ => None,
     };
+    let mut pages = Pages::new(&ws, &filter, now, occurrence.cursor.clone());
     loop {
-        let txn = db.begin().await?;
-        // The lease is renewed first: it locks the row (PostgreSQL) or the database (SQLite)
-        // until this page commits, so no one else moves the cursor meanwhile.
-        let renewed = lease_until(now, started);
-        let held_still = held(&occurrence)
-            .col_expr(canvas_occurrence::Column::LeaseUntil, Expr::value(renewed))
-            .exec(&txn)
+        let (txn, page) = match occurrence
+            .next_page(db, &mut pages, None, now, started)
             .await?
-            .rows_affected
-            == 1;
-        if !held_still {
-            return Ok(false);
-        }
-        occurrence.lease = renewed;
-        if !still_active(&txn, &occurrence).await? {
-            let_go(&txn, &occurrence, occurrence_status::PENDING, now).await?;
-            txn.commit().await?;
-            return Ok(false);
-        }
-        let after = occurrence.cursor.clone().map(ProfileId::from_db);
-        let page =
-            crate::segment::members(&txn, &occurrence.ws, &filter, now, PAGE, after.as_ref())
-                .await?;
-        let Some(last) = page.last() else {
-            txn.commit().await?;
-            break;
+        {
+            Page::Members(txn, page) => (txn, page),
+            Page::Done => break,
+            Page::Lost => return Ok(false),
         };
-        let last_id = last.id.clone();
-        let full = page.len() as u64 == PAGE;
         let entrants = page
             .into_iter()
             .map(|user| {
@@ -1256,53 +839,11 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
                 }
             })
             .collect();
-        let done = enter(
-            &txn,
-            &occurrence.ws,
-            &canvas,
-            version,
-            &definition,
-            entrants,
-            now,
-        )
-        .await?;
-        occurrence.entered += i64::try_from(done.entered).unwrap_or(i64::MAX);
-        occurrence.cursor = Some(last_id);
-        held(&occurrence)
-            .col_expr(
-                canvas_occurrence::Column::Cursor,
-                Expr::value(occurrence.cursor.clone()),
-            )
-            .col_expr(
-                canvas_occurrence::Column::Entered,
-                Expr::value(occurrence.entered),
-            )
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        if !full {
-            break;
-        }
+        let done = enter(&txn, &ws, &canvas, version, &definition, entrants, now).await?;
+        occurrence.save_page(txn, &pages, done.entered).await?;
     }
     let txn = db.begin().await?;
-    let finished = held(&occurrence)
-        .col_expr(
-            canvas_occurrence::Column::Status,
-            Expr::value(occurrence_status::DONE),
-        )
-        .col_expr(
-            canvas_occurrence::Column::CompletedAt,
-            Expr::value(to_millis(now)),
-        )
-        .col_expr(
-            canvas_occurrence::Column::LeaseUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .exec(&txn)
-        .await?
-        .rows_affected
-        == 1;
-    if !finished {
+    if !occurrence.finish(&txn, now).await? {
         return Ok(false);
     }
     // The next occurrence after this one (and after now: a run that came late does not fire the
@@ -1311,7 +852,7 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
     let after = occurrence.due_at.max(now);
     if let Some(next) = crate::campaign::next_occurrence(schedule, after, launched_at)? {
         let row = canvas_occurrence::ActiveModel {
-            workspace_id: Set(occurrence.ws.to_string()),
+            workspace_id: Set(ws.to_string()),
             id: Set(uuid::Uuid::new_v4().to_string()),
             canvas_id: Set(canvas.id.to_string()),
             due_at: Set(to_millis(next)),

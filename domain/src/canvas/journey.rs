@@ -23,10 +23,10 @@
 //!   archived Canvas, a Delay until a date already past, a deleted user) and `finished` (the
 //!   journey reached an Exit step or a step without a next one).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Days, DurationRound, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -35,20 +35,19 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
-use sha2::{Digest, Sha256};
 
 use super::model::{
-    Canvas, CanvasStatus, ContextVariable, Definition, DelaySpec, JourneyState, Step, StepKind,
+    Canvas, CanvasStatus, ContextVariable, Definition, DelaySpec, JourneyState, Step, StepId,
+    StepKind,
 };
-use crate::campaign::AudienceSpec;
+use crate::campaign::{Assignment, assign, filter_of, is_member};
+use crate::claim::{LEASE, Tally, to_millis, usable};
 use crate::entity::{canvas as canvas_row, canvas_journey, canvas_step_event, profile};
 use crate::outbox::{NewSend, SourceKind, Tracking};
 use crate::segment::Filter;
 use crate::template::{RenderContext, RenderOutcome, Template};
-use crate::{CanvasId, DomainError, DomainResult, SegmentId, WorkspaceId};
+use crate::{CanvasId, DomainResult, SegmentId, WorkspaceId};
 
-/// How long a claimed journey is held; a journey is advanced in well under a second.
-const LEASE: TimeDelta = TimeDelta::seconds(60);
 /// Steps one journey runs per advance at most: the store refuses cycles, this guards the engine
 /// against one anyway (the journey goes on at the next advance).
 const MAX_STEPS_PER_ADVANCE: usize = 50;
@@ -106,28 +105,6 @@ impl StoredState {
     }
 }
 
-/// Times are kept to the millisecond so both databases give back what was written (conditional
-/// updates compare leases for equality).
-pub(super) fn to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(at)
-}
-
-/// A stable number in `0..total` for these parts (ids): the same on every process, run and
-/// version of Herald (the first 8 bytes of SHA-256 over the parts joined by `:`, big-endian).
-pub(super) fn bucket(parts: &[&str], total: u64) -> u64 {
-    let mut hash = Sha256::new();
-    for (index, part) in parts.iter().enumerate() {
-        if index > 0 {
-            hash.update(b":");
-        }
-        hash.update(part.as_bytes());
-    }
-    let digest = hash.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first) % total.max(1)
-}
-
 /// A `canvas_step_event` row.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn step_event(
@@ -167,131 +144,6 @@ pub(super) async fn insert_events(
             .await?;
     }
     Ok(())
-}
-
-/// The filter an audience stands for: every listed segment's filter AND the extra filter;
-/// everyone when both are empty. Unknown or archived segments are an error on `field`.
-///
-/// The same rule as the campaigns' audiences (`campaign::dispatch::audience_filter`, private to
-/// that module).
-pub(super) async fn filter_of(
-    db: &impl ConnectionTrait,
-    ws: &WorkspaceId,
-    field: &'static str,
-    segment_ids: &[SegmentId],
-    extra: Option<&Filter>,
-) -> DomainResult<Filter> {
-    let mut filters = Vec::new();
-    for id in segment_ids {
-        let segment = crate::segment::find(db, ws, id)
-            .await
-            .map_err(|e| match e {
-                DomainError::NotFound(_) => {
-                    DomainError::invalid(field, format!("no segment {id} in this workspace"))
-                }
-                other => other,
-            })?;
-        if segment.archived_at.is_some() {
-            return Err(DomainError::invalid(
-                field,
-                format!("segment \u{201c}{}\u{201d} is archived", segment.name),
-            ));
-        }
-        push_condition(&mut filters, segment.filter);
-    }
-    if let Some(extra) = extra {
-        push_condition(&mut filters, extra.clone());
-    }
-    Ok(all_of(filters))
-}
-
-/// The entry audience of a definition.
-pub(super) async fn audience_of(
-    db: &impl ConnectionTrait,
-    ws: &WorkspaceId,
-    audience: &AudienceSpec,
-) -> DomainResult<Filter> {
-    filter_of(
-        db,
-        ws,
-        "audience.segment_ids",
-        &audience.segment_ids,
-        audience.filter.as_ref(),
-    )
-    .await
-}
-
-/// `filters` joined with AND as one root filter.
-pub(super) fn all_of(mut filters: Vec<Filter>) -> Filter {
-    match filters.len() {
-        1 => filters.remove(0),
-        _ => Filter::And { filters },
-    }
-}
-
-/// Adds one condition to an AND: an empty group (everyone) adds nothing and an AND's members
-/// join directly, so combining never nests an empty group (which validation refuses).
-pub(super) fn push_condition(filters: &mut Vec<Filter>, filter: Filter) {
-    match filter {
-        Filter::And { filters: inner } => {
-            for f in inner {
-                push_condition(filters, f);
-            }
-        }
-        Filter::Or { filters: inner } if inner.is_empty() => {}
-        other => filters.push(other),
-    }
-}
-
-/// Profiles checked against a filter per query.
-const ID_CHUNK: usize = 500;
-
-/// Which of these profiles (by id) match `filter` now: one query per 500 ids, the filter compiled
-/// to SQL and narrowed to the ids (as `campaign::trigger::in_audience`, private to campaigns).
-pub(super) async fn in_audience(
-    db: &impl ConnectionTrait,
-    ws: &WorkspaceId,
-    filter: &Filter,
-    profile_ids: &[String],
-    now: DateTime<Utc>,
-) -> DomainResult<HashSet<String>> {
-    let backend = db.get_database_backend();
-    let mut members = HashSet::new();
-    for chunk in profile_ids.chunks(ID_CHUNK) {
-        let (condition, mut values) = crate::segment::compile(filter, backend, ws, now)?;
-        let mut sql = format!("SELECT p.id AS id FROM profile p WHERE ({condition}) AND p.id IN (");
-        for (index, id) in chunk.iter().enumerate() {
-            if index > 0 {
-                sql.push_str(", ");
-            }
-            values.push(Value::from(id.as_str()));
-            // The compiled condition numbers its PostgreSQL placeholders from 1; ours follow.
-            match backend {
-                DbBackend::Postgres => sql.push_str(&format!("${}", values.len())),
-                _ => sql.push('?'),
-            }
-        }
-        sql.push(')');
-        let rows = db
-            .query_all(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
-        for row in rows {
-            members.insert(row.try_get::<String>("", "id")?);
-        }
-    }
-    Ok(members)
-}
-
-/// Whether one profile matches `filter` now (one indexed query).
-async fn matches(
-    db: &impl ConnectionTrait,
-    ws: &WorkspaceId,
-    filter: &Filter,
-    profile_id: &str,
-    now: DateTime<Utc>,
-) -> DomainResult<bool> {
-    let members = in_audience(db, ws, filter, &[profile_id.to_owned()], now).await?;
-    Ok(!members.is_empty())
 }
 
 /// The instant a wall time happens in `zone`: a wall time skipped by a DST change moves on by an
@@ -431,11 +283,7 @@ impl BatchCache {
         }
         let ws = WorkspaceId::from_db(row.workspace_id.clone());
         let id = CanvasId::from_db(row.canvas_id.clone());
-        let found = match super::store::find_canvas(db, &ws, &id).await {
-            Ok(canvas) => Some(Arc::new(canvas)),
-            Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-            Err(_) => None,
-        };
+        let found = usable(super::store::find_canvas(db, &ws, &id).await)?.map(Arc::new);
         self.canvases.insert(key, found.clone());
         Ok(found)
     }
@@ -451,11 +299,8 @@ impl BatchCache {
         }
         let ws = WorkspaceId::from_db(row.workspace_id.clone());
         let id = CanvasId::from_db(row.canvas_id.clone());
-        let found = match super::store::version_definition(db, &ws, &id, row.version).await {
-            Ok(definition) => Some(Arc::new(definition)),
-            Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-            Err(_) => None,
-        };
+        let found = usable(super::store::version_definition(db, &ws, &id, row.version).await)?
+            .map(Arc::new);
         self.definitions.insert(key, found.clone());
         Ok(found)
     }
@@ -479,11 +324,8 @@ impl BatchCache {
             return Ok(found.clone());
         }
         let ws = WorkspaceId::from_db(row.workspace_id.clone());
-        let found = match filter_of(db, &ws, "segment_ids", segment_ids, extra).await {
-            Ok(filter) => Some(Arc::new(filter)),
-            Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-            Err(_) => None,
-        };
+        let found =
+            usable(filter_of(db, &ws, "segment_ids", segment_ids, extra).await)?.map(Arc::new);
         self.filters.insert(cache_key, found.clone());
         Ok(found)
     }
@@ -504,23 +346,13 @@ pub async fn advance_due<C: ConnectionTrait + TransactionTrait>(
     let room = limit.saturating_sub(claimed.len());
     claimed.extend(claim(db, status::WAITING, now, lease, room).await?);
     let mut cache = BatchCache::default();
-    let mut advanced = 0;
-    let mut first_error = None;
+    let mut tally = Tally::default();
     for journey in claimed {
         // A batch that ran longer than the lease may have lost its later journeys to another
         // process: their conditional updates fail and they are skipped.
-        match advance_one(db, &mut cache, journey, now).await {
-            Ok(true) => advanced += 1,
-            Ok(false) => {}
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
+        tally.add(advance_one(db, &mut cache, journey, now).await);
     }
-    match first_error {
-        Some(error) => Err(error),
-        None => Ok(advanced),
-    }
+    tally.result()
 }
 
 /// Where a journey stands after a move: its step, status and wake time.
@@ -556,6 +388,12 @@ impl Run<'_> {
             branch,
             self.now,
         ));
+    }
+
+    /// Takes the branch `name` of `step` (its event); returns the step it leads to.
+    fn branch(&mut self, step: &str, name: &str, next: &Option<StepId>) -> Option<String> {
+        self.event(Some(step), event::BRANCH, Some(name));
+        next.as_ref().map(ToString::to_string)
     }
 
     /// Ends the journey at `step` (`finished` or `exited`).
@@ -810,7 +648,7 @@ async fn run_steps<C: ConnectionTrait + TransactionTrait>(
             return Ok(run.end(here, status::EXITED));
         }
         if let Some(filter) = &exit_filter
-            && !matches(txn, &run.ws, filter, &journey.profile_id, now).await?
+            && !is_member(txn, &run.ws, filter, &journey.profile_id, now).await?
         {
             return Ok(run.end(here, status::EXITED));
         }
@@ -884,13 +722,12 @@ async fn run_steps<C: ConnectionTrait + TransactionTrait>(
                 // A split whose segment cannot be evaluated (archived since launch) says no.
                 let matched = match filter {
                     Some(filter) => {
-                        matches(txn, &run.ws, &filter, &journey.profile_id, now).await?
+                        is_member(txn, &run.ws, &filter, &journey.profile_id, now).await?
                     }
                     None => false,
                 };
                 let (branch, next) = if matched { ("yes", yes) } else { ("no", no) };
-                run.event(Some(&id), event::BRANCH, Some(branch));
-                next.as_ref().map(ToString::to_string)
+                run.branch(&id, branch, next)
             }
             StepKind::AudiencePaths {
                 paths,
@@ -903,21 +740,15 @@ async fn run_steps<C: ConnectionTrait + TransactionTrait>(
                         .filter(txn, journey, &key, &[], Some(&path.filter))
                         .await?;
                     if let Some(filter) = filter
-                        && matches(txn, &run.ws, &filter, &journey.profile_id, now).await?
+                        && is_member(txn, &run.ws, &filter, &journey.profile_id, now).await?
                     {
                         taken = Some(path);
                         break;
                     }
                 }
                 match taken {
-                    Some(path) => {
-                        run.event(Some(&id), event::BRANCH, Some(&path.name));
-                        path.next.as_ref().map(ToString::to_string)
-                    }
-                    None => {
-                        run.event(Some(&id), event::BRANCH, Some(EVERYONE_ELSE));
-                        everyone_else.as_ref().map(ToString::to_string)
-                    }
+                    Some(path) => run.branch(&id, &path.name, &path.next),
+                    None => run.branch(&id, EVERYONE_ELSE, everyone_else),
                 }
             }
             StepKind::ActionPaths {
@@ -938,37 +769,26 @@ async fn run_steps<C: ConnectionTrait + TransactionTrait>(
                 run.state.waiting_since = None;
                 // `event_properties` exist only on the paths an event chose.
                 run.state.journey.event_properties.clear();
-                run.event(Some(&id), event::BRANCH, Some(EVERYONE_ELSE));
-                everyone_else.as_ref().map(ToString::to_string)
+                run.branch(&id, EVERYONE_ELSE, everyone_else)
             }
             StepKind::Experiment {
                 paths,
                 control_percent,
             } => {
-                let total = paths.iter().map(|p| u64::from(p.percent)).sum::<u64>()
-                    + u64::from(*control_percent);
                 // Sticky: the same user lands on the same path on every entry.
-                let point = bucket(
+                let taken = assign(
+                    paths,
+                    |p| p.percent,
+                    *control_percent,
+                    None,
+                    |_, _| false,
                     &[&journey.canvas_id, &id, &journey.profile_id],
-                    total.max(1),
                 );
-                let mut edge = 0;
-                let mut taken = None;
-                for path in paths {
-                    edge += u64::from(path.percent);
-                    if point < edge {
-                        taken = Some(path);
-                        break;
-                    }
-                }
                 match taken {
-                    Some(path) => {
-                        run.event(Some(&id), event::BRANCH, Some(&path.name));
-                        path.next.as_ref().map(ToString::to_string)
-                    }
-                    None => {
+                    Some(Assignment::Variant(path)) => run.branch(&id, &path.name, &path.next),
+                    _ => {
                         // The experiment's control group ends its journey here.
-                        run.event(Some(&id), event::BRANCH, Some("control"));
+                        run.branch(&id, "control", &None);
                         return Ok(run.end(Some(&id), status::FINISHED));
                     }
                 }
@@ -1096,12 +916,8 @@ async fn update_user<C: ConnectionTrait + TransactionTrait>(
     };
     item.insert("_update_existing_only".into(), Json::Bool(true));
     let body = json!({ "attributes": [Json::Object(item)] });
-    let applied = match crate::profile::track(txn, &run.ws, &body, run.now).await {
-        Ok(outcome) => outcome.errors.is_empty(),
-        Err(DomainError::Db(error)) => return Err(DomainError::Db(error)),
-        Err(_) => false,
-    };
-    if !applied {
+    let tracked = usable(crate::profile::track(txn, &run.ws, &body, run.now).await)?;
+    if !tracked.is_some_and(|outcome| outcome.errors.is_empty()) {
         run.event(Some(step.id.as_str()), event::ABORTED, None);
         return Ok(());
     }
@@ -1205,14 +1021,5 @@ mod tests {
         let plain: JourneyState = serde_json::from_str(&text).unwrap();
         assert_eq!(plain.context["plan"], json!("pro"));
         assert_eq!(StoredState::read(&text), state);
-    }
-
-    #[test]
-    fn buckets_are_stable_and_spread() {
-        assert_eq!(bucket(&["c", "p1"], 100), bucket(&["c", "p1"], 100));
-        let seen: HashSet<u64> = (0..1000)
-            .map(|i| bucket(&["c", &format!("p{i}")], 100))
-            .collect();
-        assert!(seen.len() > 90);
     }
 }
