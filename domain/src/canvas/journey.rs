@@ -1,14 +1,14 @@
 //! The journey engine: claims journeys whose time has come (leased, `SKIP LOCKED` on PostgreSQL)
 //! and runs each through its steps until it must wait (a Delay, Action Paths) or ends. Every
-//! transition is one transaction conditional on the journey's `seq` and lease, and a Message
-//! step's send is written in the same transaction as the move past it, so a crash repeats
-//! nothing and loses no one.
+//! transition is atomic and conditional on the journey's `seq` and lease (a savepoint of its
+//! own inside a transaction shared by a group of journeys), and a Message step's send is written
+//! with the move past it, so a crash repeats nothing and loses no one.
 //!
-//! How one journey is advanced: its transaction first bumps `seq` on the condition that `seq` and
+//! How one journey is advanced: its savepoint first bumps `seq` on the condition that `seq` and
 //! the lease are still the ones claimed (this takes the row lock on PostgreSQL and the write lock
 //! on SQLite for the rest of the transaction), then runs steps, writing sends and step events,
-//! then saves where the journey stands. A process that dies before the commit leaves the journey
-//! as it was, claimed until its lease (60 s) runs out; whoever claims it next runs the same steps
+//! then saves where the journey stands. A process that dies before the group's commit leaves the
+//! journey as it was, claimed until its lease (60 s) runs out; whoever claims it next runs the same steps
 //! again and nothing of the first try remains. A process that lost its lease (or a tracked event
 //! that moved the journey meanwhile) fails the first update and writes nothing.
 //!
@@ -347,13 +347,25 @@ pub async fn advance_due<C: ConnectionTrait + TransactionTrait>(
     claimed.extend(claim(db, status::WAITING, now, lease, room).await?);
     let mut cache = BatchCache::default();
     let mut tally = Tally::default();
-    for journey in claimed {
-        // A batch that ran longer than the lease may have lost its later journeys to another
-        // process: their conditional updates fail and they are skipped.
-        tally.add(advance_one(db, &mut cache, journey, now).await);
+    let mut claimed = claimed.into_iter().peekable();
+    while claimed.peek().is_some() {
+        // Journeys are advanced in groups under one transaction, each journey in a savepoint of
+        // its own: a failing journey rolls back alone, and the group pays for one commit (one
+        // disk sync on SQLite) instead of one per journey. A crash before the commit rolls the
+        // whole group back; its journeys are claimed again when their lease runs out.
+        let group = db.begin().await?;
+        for journey in claimed.by_ref().take(GROUP) {
+            // A batch that ran longer than the lease may have lost its later journeys to
+            // another process: their conditional updates fail and they are skipped.
+            tally.add(advance_one(&group, &mut cache, journey, now).await);
+        }
+        group.commit().await?;
     }
     tally.result()
 }
+
+/// Journeys advanced per transaction.
+const GROUP: usize = 64;
 
 /// Where a journey stands after a move: its step, status and wake time.
 pub(super) struct Outcome {
