@@ -28,8 +28,7 @@ pub mod workspace;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
 pub use id::{
-    AccountId, ApiKeyId, CampaignId, CanvasId, InviteId, JourneyId, ProfileId, ScheduleId, SegmentId,
-    SendId, TemplateId,
-    VariantId, WorkspaceId,
+    AccountId, ApiKeyId, CampaignId, CanvasId, InviteId, JourneyId, ProfileId, ScheduleId,
+    SegmentId, SendId, TemplateId, VariantId, WorkspaceId,
 };
 pub use role::{Capability, Role};

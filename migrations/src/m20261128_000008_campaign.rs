@@ -128,7 +128,11 @@ impl MigrationTrait for Migration {
                             .not_null(),
                     )
                     // The custom event name (or `purchase`) an action-based campaign listens to.
-                    .col(ColumnDef::new(Campaign::TriggerEvent).string_len(255).null())
+                    .col(
+                        ColumnDef::new(Campaign::TriggerEvent)
+                            .string_len(255)
+                            .null(),
+                    )
                     .col(ColumnDef::new(Campaign::Status).string_len(16).not_null())
                     // JSON of the variants, delivery, audience, conversions and settings.
                     .col(ColumnDef::new(Campaign::Definition).text().not_null())
@@ -138,11 +142,7 @@ impl MigrationTrait for Migration {
                     .col(time(Campaign::LaunchedAt).null())
                     .col(time(Campaign::StoppedAt).null())
                     .col(time(Campaign::ArchivedAt).null())
-                    .primary_key(
-                        Index::create()
-                            .col(Campaign::WorkspaceId)
-                            .col(Campaign::Id),
-                    )
+                    .primary_key(Index::create().col(Campaign::WorkspaceId).col(Campaign::Id))
                     .to_owned(),
             )
             .await?;
@@ -180,7 +180,11 @@ impl MigrationTrait for Migration {
                             .not_null(),
                     )
                     // The last profile id written to the outbox, so a crashed dispatch resumes.
-                    .col(ColumnDef::new(CampaignOccurrence::Cursor).string_len(36).null())
+                    .col(
+                        ColumnDef::new(CampaignOccurrence::Cursor)
+                            .string_len(36)
+                            .null(),
+                    )
                     .col(
                         ColumnDef::new(CampaignOccurrence::Recipients)
                             .big_integer()

@@ -182,12 +182,20 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(CanvasJourney::Version).integer().not_null())
                     .col(id(CanvasJourney::ProfileId))
                     // The path variant; `NULL` for the control group.
-                    .col(ColumnDef::new(CanvasJourney::VariantId).string_len(36).null())
+                    .col(
+                        ColumnDef::new(CanvasJourney::VariantId)
+                            .string_len(36)
+                            .null(),
+                    )
                     // The step the user is at (waiting in, or about to run).
                     .col(ColumnDef::new(CanvasJourney::StepId).string_len(36).null())
                     // `active` (runs at wake_at), `waiting` (Action Paths: an event or the
                     // timeout at wake_at), `finished`, `exited`.
-                    .col(ColumnDef::new(CanvasJourney::Status).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(CanvasJourney::Status)
+                            .string_len(16)
+                            .not_null(),
+                    )
                     .col(time(CanvasJourney::WakeAt).null())
                     .col(time(CanvasJourney::LeaseUntil).null())
                     // Bumped on every transition, so a transition applies once.
@@ -245,13 +253,29 @@ impl MigrationTrait for Migration {
                     .col(id(CanvasStepEvent::WorkspaceId))
                     .col(id(CanvasStepEvent::Id))
                     .col(id(CanvasStepEvent::CanvasId))
-                    .col(ColumnDef::new(CanvasStepEvent::Version).integer().not_null())
+                    .col(
+                        ColumnDef::new(CanvasStepEvent::Version)
+                            .integer()
+                            .not_null(),
+                    )
                     .col(id(CanvasStepEvent::JourneyId))
                     .col(id(CanvasStepEvent::ProfileId))
-                    .col(ColumnDef::new(CanvasStepEvent::StepId).string_len(36).null())
+                    .col(
+                        ColumnDef::new(CanvasStepEvent::StepId)
+                            .string_len(36)
+                            .null(),
+                    )
                     // `entered`, `sent`, `aborted`, `exited`, `finished`, `converted`, `branch`.
-                    .col(ColumnDef::new(CanvasStepEvent::Kind).string_len(16).not_null())
-                    .col(ColumnDef::new(CanvasStepEvent::Branch).string_len(100).null())
+                    .col(
+                        ColumnDef::new(CanvasStepEvent::Kind)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(CanvasStepEvent::Branch)
+                            .string_len(100)
+                            .null(),
+                    )
                     .col(time(CanvasStepEvent::At).not_null())
                     .primary_key(
                         Index::create()
@@ -292,10 +316,22 @@ impl MigrationTrait for Migration {
                     .col(id(CanvasOccurrence::Id))
                     .col(id(CanvasOccurrence::CanvasId))
                     .col(time(CanvasOccurrence::DueAt).not_null())
-                    .col(ColumnDef::new(CanvasOccurrence::Status).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(CanvasOccurrence::Status)
+                            .string_len(16)
+                            .not_null(),
+                    )
                     .col(time(CanvasOccurrence::LeaseUntil).null())
-                    .col(ColumnDef::new(CanvasOccurrence::Cursor).string_len(36).null())
-                    .col(ColumnDef::new(CanvasOccurrence::Entered).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(CanvasOccurrence::Cursor)
+                            .string_len(36)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(CanvasOccurrence::Entered)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(time(CanvasOccurrence::CreatedAt).not_null())
                     .col(time(CanvasOccurrence::CompletedAt).null())
                     .primary_key(

@@ -145,7 +145,8 @@ async fn a_script_creates_an_api_triggered_campaign_and_triggers_three_users_wit
             ]
         );
 
-        let (status, details) = get(&app, &key, &format!("/campaigns/details?campaign_id={id}")).await;
+        let (status, details) =
+            get(&app, &key, &format!("/campaigns/details?campaign_id={id}")).await;
         assert_eq!(status, StatusCode::OK, "{details}");
         assert_eq!(details["schedule_type"], "api_triggered");
         assert_eq!(details["enabled"], true);
@@ -173,7 +174,10 @@ async fn a_script_creates_an_api_triggered_campaign_and_triggers_three_users_wit
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(answer["message"].as_str().unwrap().contains("max number"), "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains("max number"),
+            "{answer}"
+        );
         let (status, answer) = post(
             &app,
             &key,
@@ -190,7 +194,12 @@ async fn a_script_creates_an_api_triggered_campaign_and_triggers_three_users_wit
 async fn messages_send_with_an_api_campaign_reaches_the_receiver_and_counts_under_the_campaign() {
     for (app, key) in app_with_key().await {
         let (url, mut rx) = receiver().await;
-        track(&app, &key, json!({"attributes": [{"external_id": "u1", "first_name": "Ada"}]})).await;
+        track(
+            &app,
+            &key,
+            json!({"attributes": [{"external_id": "u1", "first_name": "Ada"}]}),
+        )
+        .await;
         let campaign = launched(
             &app,
             &key,
@@ -256,8 +265,12 @@ async fn messages_send_with_an_api_campaign_reaches_the_receiver_and_counts_unde
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(delivered, 1);
-        let (status, series) =
-            get(&app, &key, &format!("/campaigns/data_series?campaign_id={id}&length=7")).await;
+        let (status, series) = get(
+            &app,
+            &key,
+            &format!("/campaigns/data_series?campaign_id={id}&length=7"),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{series}");
         assert_eq!(series["totals"]["sent"], 1);
     }
@@ -329,11 +342,16 @@ async fn a_scheduled_campaign_sent_at_launch_reaches_every_member_of_its_segment
         .await;
         let mut bodies = arrivals(&mut rx, 2).await;
         bodies.sort_by_key(|b| b["hello"].as_str().unwrap_or_default().to_string());
-        assert_eq!(bodies, vec![json!({"hello": "Ann"}), json!({"hello": "Ben"})]);
+        assert_eq!(
+            bodies,
+            vec![json!({"hello": "Ann"}), json!({"hello": "Ben"})]
+        );
         let id = campaign["id"].as_str().unwrap();
         let mut progress = Value::Null;
         for _ in 0..100 {
-            progress = get(&app, &key, &format!("/v1/campaigns/{id}/progress")).await.1;
+            progress = get(&app, &key, &format!("/v1/campaigns/{id}/progress"))
+                .await
+                .1;
             if progress["progress"]["delivered"] == 2 {
                 break;
             }
@@ -348,12 +366,15 @@ async fn a_scheduled_campaign_sent_at_launch_reaches_every_member_of_its_segment
 async fn scheduled_messages_are_listed_changed_cancelled_and_sent_when_due() {
     for (app, key) in app_with_key().await {
         let (url, mut rx) = receiver().await;
-        track(&app, &key, json!({"attributes": [{"external_id": "u1", "first_name": "Ada"}]})).await;
+        track(
+            &app,
+            &key,
+            json!({"attributes": [{"external_id": "u1", "first_name": "Ada"}]}),
+        )
+        .await;
         let now = app.clock.now();
         let at = |minutes: i64| (now + chrono::Duration::minutes(minutes)).to_rfc3339();
-        let webhook = |text: &str| {
-            json!({ "webhook": { "url": url, "request_method": "POST", "body": text } })
-        };
+        let webhook = |text: &str| json!({ "webhook": { "url": url, "request_method": "POST", "body": text } });
         let (status, created) = post(
             &app,
             &key,
@@ -371,8 +392,15 @@ async fn scheduled_messages_are_listed_changed_cancelled_and_sent_when_due() {
         )
         .await;
 
-        let (status, listed) =
-            get(&app, &key, &format!("/messages/scheduled_broadcasts?end_time={}", urlencode(&at(60)))).await;
+        let (status, listed) = get(
+            &app,
+            &key,
+            &format!(
+                "/messages/scheduled_broadcasts?end_time={}",
+                urlencode(&at(60))
+            ),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{listed}");
         assert_eq!(listed["scheduled_broadcasts"].as_array().unwrap().len(), 2);
 
@@ -432,7 +460,10 @@ async fn the_management_api_needs_its_permission_and_is_described_by_openapi() {
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(answer["errors"][0].as_str().unwrap().starts_with("name"), "{answer}");
+        assert!(
+            answer["errors"][0].as_str().unwrap().starts_with("name"),
+            "{answer}"
+        );
 
         let response = app
             .client
@@ -443,7 +474,11 @@ async fn the_management_api_needs_its_permission_and_is_described_by_openapi() {
         assert_eq!(response.status(), StatusCode::OK);
         let doc: Value = response.json().await.unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
-        for path in ["/v1/campaigns", "/v1/campaigns/{id}/{action}", "/campaigns/trigger/send"] {
+        for path in [
+            "/v1/campaigns",
+            "/v1/campaigns/{id}/{action}",
+            "/campaigns/trigger/send",
+        ] {
             assert!(doc["paths"][path].is_object(), "{path} is described");
         }
     }

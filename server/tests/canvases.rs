@@ -118,8 +118,12 @@ async fn canvas_trigger_send_enters_users_with_their_context_and_the_message_ste
         assert_eq!(details["steps"][0]["id"], "hello");
         let (_, listed) = get(&app, &key, "/canvas/list").await;
         assert_eq!(listed["canvases"][0]["id"], id);
-        let (status, series) =
-            get(&app, &key, &format!("/canvas/data_series?canvas_id={id}&length=7")).await;
+        let (status, series) = get(
+            &app,
+            &key,
+            &format!("/canvas/data_series?canvas_id={id}&length=7"),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{series}");
         assert_eq!(series["data"]["totals"]["entries"], 2);
     }
@@ -129,9 +133,16 @@ async fn canvas_trigger_send_enters_users_with_their_context_and_the_message_ste
 async fn a_paused_canvas_accepts_the_trigger_with_a_notice_and_sends_nothing() {
     for (app, key) in app_with_key().await {
         let (url, mut rx) = receiver().await;
-        post(&app, &key, "/users/track", json!({"attributes": [{"external_id": "u1"}]})).await;
+        post(
+            &app,
+            &key,
+            "/users/track",
+            json!({"attributes": [{"external_id": "u1"}]}),
+        )
+        .await;
         let id = launched(&app, &key, api_canvas(&url)).await;
-        let (status, answer) = post(&app, &key, &format!("/v1/canvases/{id}/pause"), json!({})).await;
+        let (status, answer) =
+            post(&app, &key, &format!("/v1/canvases/{id}/pause"), json!({})).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         let (status, answer) = post(
             &app,
@@ -141,7 +152,10 @@ async fn a_paused_canvas_accepts_the_trigger_with_a_notice_and_sends_nothing() {
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
-        assert!(answer["notice"].as_str().unwrap().contains("paused"), "{answer}");
+        assert!(
+            answer["notice"].as_str().unwrap().contains("paused"),
+            "{answer}"
+        );
         assert!(
             tokio::time::timeout(Duration::from_millis(1500), rx.recv())
                 .await
@@ -182,7 +196,8 @@ async fn a_canvas_with_problems_shows_them_and_cannot_launch() {
         let problems = found["problems"].as_array().unwrap();
         assert!(problems.iter().any(|p| p["step_id"] == "a"), "{found}");
         assert!(problems.iter().any(|p| p["step_id"] == "orphan"), "{found}");
-        let (status, answer) = post(&app, &key, &format!("/v1/canvases/{id}/launch"), json!({})).await;
+        let (status, answer) =
+            post(&app, &key, &format!("/v1/canvases/{id}/launch"), json!({})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     }
 }

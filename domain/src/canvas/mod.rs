@@ -18,7 +18,7 @@ pub use journey::advance_due;
 pub use model::*;
 pub use stats::{canvas_stats, user_journeys};
 pub use store::{
-    archive_canvas, check_definition, create_canvas, duplicate_canvas, find_canvas,
-    launch_canvas, list_canvases, pause_canvas, problems, resume_canvas, stop_canvas,
-    unarchive_canvas, update_canvas,
+    archive_canvas, check_definition, create_canvas, duplicate_canvas, find_canvas, launch_canvas,
+    list_canvases, pause_canvas, problems, resume_canvas, stop_canvas, unarchive_canvas,
+    update_canvas,
 };

@@ -143,10 +143,7 @@ pub enum DelaySpec {
     Until { at: DateTime<Utc> },
     /// Until the next `weekday` at `time` in the user's time zone (else the Canvas zone, else
     /// UTC); today counts if the time is still ahead.
-    Weekday {
-        weekday: Weekday,
-        time: NaiveTime,
-    },
+    Weekday { weekday: Weekday, time: NaiveTime },
 }
 
 /// One branch of Audience Paths.

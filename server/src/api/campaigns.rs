@@ -65,7 +65,10 @@ fn trigger_request(body: &Value) -> Result<TriggerRequest, ApiError> {
         (None, false) => {
             return Err(ApiError::BadRequest {
                 message: "No Recipients".into(),
-                errors: vec!["give recipients, or broadcast: true to reach the campaign's whole audience".into()],
+                errors: vec![
+                    "give recipients, or broadcast: true to reach the campaign's whole audience"
+                        .into(),
+                ],
             });
         }
         (None, true) => {
@@ -121,7 +124,10 @@ fn trigger_recipient(i: usize, item: &Value) -> Result<TriggerRecipient, ApiErro
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| {
-            ApiError::bad_request(format!("{}: is required (a string)", at("external_user_id")))
+            ApiError::bad_request(format!(
+                "{}: is required (a string)",
+                at("external_user_id")
+            ))
         })?
         .to_string();
     let send_to_existing_only = match item.get("send_to_existing_only") {
@@ -275,14 +281,9 @@ pub async fn trigger_schedule_delete(
     caller.require("campaigns.trigger.schedule.delete")?;
     let body = json_body(&bytes)?;
     let id = schedule_id(&body)?;
-    campaign::cancel_scheduled(
-        &state.db,
-        &caller.key.workspace_id,
-        &id,
-        state.clock.now(),
-    )
-    .await
-    .map_err(braze_error)?;
+    campaign::cancel_scheduled(&state.db, &caller.key.workspace_id, &id, state.clock.now())
+        .await
+        .map_err(braze_error)?;
     Ok(Json(json!({ "message": "success" })))
 }
 
@@ -378,7 +379,9 @@ pub async fn list(
             })
         })
         .collect();
-    Ok(Json(json!({ "message": "success", "campaigns": campaigns })))
+    Ok(Json(
+        json!({ "message": "success", "campaigns": campaigns }),
+    ))
 }
 
 async fn campaign_from_query(
@@ -386,10 +389,12 @@ async fn campaign_from_query(
     ws: &WorkspaceId,
     query: &HashMap<String, String>,
 ) -> Result<Campaign, ApiError> {
-    let id = query.get("campaign_id").ok_or_else(|| ApiError::BadRequest {
-        message: "Invalid Campaign ID".into(),
-        errors: vec!["campaign_id: is required".into()],
-    })?;
+    let id = query
+        .get("campaign_id")
+        .ok_or_else(|| ApiError::BadRequest {
+            message: "Invalid Campaign ID".into(),
+            errors: vec!["campaign_id: is required".into()],
+        })?;
     let id = campaign_id(id)?;
     campaign::find_campaign(&state.db, ws, &id)
         .await
@@ -419,7 +424,9 @@ fn conversion_behaviors(c: &Campaign) -> Vec<Value> {
                 "custom_event_name": name,
                 "window": conversion.window_seconds,
             }),
-            campaign::Trigger::Purchase { product_id: Some(product) } => json!({
+            campaign::Trigger::Purchase {
+                product_id: Some(product),
+            } => json!({
                 "type": "Makes Specific Purchase",
                 "product": product,
                 "window": conversion.window_seconds,

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use domain::campaign::{self, Bucket, ScheduledKind};
 use domain::canvas::{
-    self, Canvas, CanvasFilter, CanvasRecipient, CanvasStatus, CanvasTarget,
-    CanvasTriggerRequest, Entry,
+    self, Canvas, CanvasFilter, CanvasRecipient, CanvasStatus, CanvasTarget, CanvasTriggerRequest,
+    Entry,
 };
 use domain::{CanvasId, WorkspaceId};
 use serde_json::{Map, Value, json};
@@ -37,8 +37,7 @@ fn canvas_id(text: &str) -> Result<CanvasId, ApiError> {
 }
 
 fn required_canvas(body: &Value) -> Result<CanvasId, ApiError> {
-    let id = opt_str(body, "canvas_id")?
-        .ok_or_else(|| invalid_canvas("canvas_id: is required"))?;
+    let id = opt_str(body, "canvas_id")?.ok_or_else(|| invalid_canvas("canvas_id: is required"))?;
     canvas_id(id)
 }
 
@@ -299,14 +298,9 @@ pub async fn trigger_schedule_delete(
     caller.require("canvas.trigger.schedule.delete")?;
     let body = json_body(&bytes)?;
     let id = schedule_id(&body)?;
-    campaign::cancel_scheduled(
-        &state.db,
-        &caller.key.workspace_id,
-        &id,
-        state.clock.now(),
-    )
-    .await
-    .map_err(canvas_error)?;
+    campaign::cancel_scheduled(&state.db, &caller.key.workspace_id, &id, state.clock.now())
+        .await
+        .map_err(canvas_error)?;
     Ok(Json(json!({ "message": "success" })))
 }
 

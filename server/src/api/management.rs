@@ -79,7 +79,6 @@ pub async fn api_keys(
 
 // ---- Campaigns: every operation of the dashboard's campaign pages, on the same domain services.
 
-
 fn manage(caller: &ApiCaller) -> Result<domain::WorkspaceId, ApiError> {
     caller.require("herald.manage")?;
     Ok(caller.key.workspace_id.clone())
@@ -111,9 +110,7 @@ pub async fn campaigns_list(
     let status = match query.get("status") {
         None => None,
         Some(s) => Some(CampaignStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request(
-                "status: must be draft, scheduled, active, stopped or archived",
-            )
+            ApiError::bad_request("status: must be draft, scheduled, active, stopped or archived")
         })?),
     };
     let delivery_type = match query.get("delivery_type").map(String::as_str) {
@@ -132,7 +129,9 @@ pub async fn campaigns_list(
         include_archived: query.get("include_archived").is_some_and(|v| v == "true"),
     };
     let campaigns = campaign::list_campaigns(&state.db, &ws, &filter).await?;
-    Ok(Json(json!({ "message": "success", "campaigns": campaigns })))
+    Ok(Json(
+        json!({ "message": "success", "campaigns": campaigns }),
+    ))
 }
 
 /// `POST /api/v1/campaigns` (`herald.manage`): a new draft from a campaign definition.
@@ -144,7 +143,10 @@ pub async fn campaigns_create(
     let ws = manage(&caller)?;
     let (input, _) = typed_body::<CampaignInput>(&bytes)?;
     let created = campaign::create_campaign(&state.db, &ws, input, state.clock.now()).await?;
-    Ok((axum::http::StatusCode::CREATED, Json(campaign_json(&created))))
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(campaign_json(&created)),
+    ))
 }
 
 /// `GET /api/v1/campaigns/{id}` (`herald.manage`).
@@ -260,7 +262,9 @@ fn stats_period(
             .map(|t| {
                 DateTime::parse_from_rfc3339(t)
                     .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| ApiError::bad_request(format!("{field}: must be an ISO 8601 time")))
+                    .map_err(|_| {
+                        ApiError::bad_request(format!("{field}: must be an ISO 8601 time"))
+                    })
             })
             .transpose()
     };

@@ -51,7 +51,9 @@ pub(super) fn flag(body: &Value, field: &str) -> Result<bool, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(ApiError::bad_request(format!("{field}: must be true or false"))),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{field}: must be true or false"
+        ))),
     }
 }
 
@@ -98,9 +100,9 @@ impl Recipients {
             Some(Value::Array(ids)) => ids
                 .iter()
                 .map(|id| {
-                    id.as_str().map(str::to_string).ok_or_else(|| {
-                        ApiError::bad_request("external_user_ids: must be strings")
-                    })
+                    id.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ApiError::bad_request("external_user_ids: must be strings"))
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => {
@@ -254,8 +256,7 @@ pub async fn send(
                 ));
             }
             let dispatch =
-                messaging::send_now(&state.db, &workspace, &content.message, audience, now)
-                    .await?;
+                messaging::send_now(&state.db, &workspace, &content.message, audience, now).await?;
             (dispatch.dispatch_id, dispatch.unknown_recipients)
         }
     };
@@ -347,9 +348,10 @@ pub async fn schedule_create(
     let ws = caller.key.workspace_id.clone();
     let (time, local) = schedule_object(&body)?;
     let kind = scheduled_messages(&body, &state, &ws).await?;
-    let scheduled = campaign::create_scheduled(&state.db, &ws, kind, time, local, state.clock.now())
-        .await
-        .map_err(braze_error)?;
+    let scheduled =
+        campaign::create_scheduled(&state.db, &ws, kind, time, local, state.clock.now())
+            .await
+            .map_err(braze_error)?;
     Ok(schedule_answer(&scheduled))
 }
 

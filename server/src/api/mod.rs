@@ -7,8 +7,8 @@ mod canvases;
 mod error;
 mod gate;
 mod management;
-mod openapi;
 mod messages;
+mod openapi;
 mod segments;
 mod users;
 
@@ -96,7 +96,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/campaigns/list", get(campaigns::list))
         .route("/campaigns/details", get(campaigns::details))
-        .route("/campaigns/data_series", get(campaigns::campaign_data_series))
+        .route(
+            "/campaigns/data_series",
+            get(campaigns::campaign_data_series),
+        )
         .route("/sends/id/create", post(campaigns::create_send_id))
         .route("/canvas/trigger/send", post(canvases::trigger_send))
         .route(

@@ -190,7 +190,9 @@ pub async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>
 }
 
 /// The next webhook body (as JSON when it is JSON), or a failure after 20 s.
-pub async fn next_webhook(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> serde_json::Value {
+pub async fn next_webhook(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> serde_json::Value {
     let body = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
         .await
         .expect("a webhook arrives")
