@@ -1,7 +1,11 @@
 //! REST API keys: created with a name, Braze permission names and an optional IP allowlist; the
 //! secret is shown once and stored as its SHA-256; keys are revoked, never edited (as in Braze).
+//! The REST API authenticates through a short-lived in-process cache ([`authenticate_cached`]).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use ipnet::IpNet;
@@ -52,6 +56,12 @@ pub const PERMISSIONS: &[&str] = &[
 pub const SECRET_PREFIX: &str = "hrld_";
 /// Last-used time is written at most this often per key, to keep the hot path write-light.
 const LAST_USED_RESOLUTION_SECS: i64 = 60;
+/// How long [`authenticate_cached`] trusts a key it read without reading it again: the longest a
+/// revocation made by another process, an archived workspace or a renamed one can go unnoticed.
+/// A revocation made by this process takes effect at once.
+pub const KEY_CACHE_SECS: u64 = 5;
+/// Most keys the cache holds; past that it starts afresh.
+const KEY_CACHE_ENTRIES: usize = 10_000;
 
 /// A key as callers see it: permissions and allowlist parsed.
 #[derive(Clone, Debug)]
@@ -223,7 +233,74 @@ pub async fn revoke_api_key(
         active.revoked_at = Set(Some(now));
         active.update(db).await?;
     }
+    forget_cached(|key, _| &key.id == id);
     Ok(())
+}
+
+/// A key [`authenticate_cached`] read lately, by the SHA-256 of its secret.
+struct CachedKey {
+    key: ApiKey,
+    workspace: workspace::Model,
+    read_at: Instant,
+}
+
+static KEY_CACHE: LazyLock<Mutex<HashMap<String, CachedKey>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn key_cache() -> MutexGuard<'static, HashMap<String, CachedKey>> {
+    // A cache poisoned by a panic elsewhere is still a valid cache (entries are inserted whole).
+    KEY_CACHE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn forget_cached(matches: impl Fn(&ApiKey, &workspace::Model) -> bool) {
+    key_cache().retain(|_, cached| !matches(&cached.key, &cached.workspace));
+}
+
+/// Makes [`authenticate_cached`] read this workspace's keys again on their next use: call it after
+/// archiving, restoring or renaming the workspace.
+pub fn forget_cached_workspace(workspace: &WorkspaceId) {
+    forget_cached(|_, ws| ws.id == workspace.as_str());
+}
+
+/// [`authenticate`], trusting a successful answer for [`KEY_CACHE_SECS`] (wall-clock time, not
+/// the injected clock: it bounds staleness, it is not business time). Refusals are never cached,
+/// so a key created a moment ago works at once; revocations by this process take effect at once
+/// ([`revoke_api_key`] clears the key), those by others within [`KEY_CACHE_SECS`]. The last-used
+/// time is written by the reads that refresh the cache, so it stays within a minute.
+pub async fn authenticate_cached(
+    db: &impl ConnectionTrait,
+    secret: &str,
+    now: DateTime<Utc>,
+) -> Result<(ApiKey, workspace::Model), KeyRejection> {
+    let secret = secret.trim();
+    if !secret.starts_with(SECRET_PREFIX) {
+        return Err(KeyRejection::Unknown);
+    }
+    let hash = crate::secret::sha256_hex(secret);
+    let fresh_for = StdDuration::from_secs(KEY_CACHE_SECS);
+    if let Some(cached) = key_cache().get(&hash)
+        && cached.read_at.elapsed() < fresh_for
+    {
+        return Ok((cached.key.clone(), cached.workspace.clone()));
+    }
+    let read_at = Instant::now();
+    let (key, workspace) = authenticate_hash(db, &hash, now).await?;
+    let mut cache = key_cache();
+    if cache.len() >= KEY_CACHE_ENTRIES {
+        cache.retain(|_, cached| cached.read_at.elapsed() < fresh_for);
+        if cache.len() >= KEY_CACHE_ENTRIES {
+            cache.clear();
+        }
+    }
+    cache.insert(
+        hash,
+        CachedKey {
+            key: key.clone(),
+            workspace: workspace.clone(),
+            read_at,
+        },
+    );
+    Ok((key, workspace))
 }
 
 /// Finds the key a REST caller presented and notes that it was used.
@@ -236,8 +313,16 @@ pub async fn authenticate(
     if !secret.starts_with(SECRET_PREFIX) {
         return Err(KeyRejection::Unknown);
     }
+    authenticate_hash(db, &crate::secret::sha256_hex(secret), now).await
+}
+
+async fn authenticate_hash(
+    db: &impl ConnectionTrait,
+    secret_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<(ApiKey, workspace::Model), KeyRejection> {
     let model = api_key::Entity::find()
-        .filter(api_key::Column::SecretHash.eq(crate::secret::sha256_hex(secret)))
+        .filter(api_key::Column::SecretHash.eq(secret_hash))
         .one(db)
         .await?
         .ok_or(KeyRejection::Unknown)?;

@@ -4,7 +4,8 @@
 //! `cargo bench -p server --bench audience`. Knobs (environment, all optional):
 //! `HERALD_BENCH_CLIENTS` (4), `HERALD_BENCH_REQUESTS` (2000 requests of 75 events),
 //! `HERALD_BENCH_PROFILES` (1000000), `HERALD_BENCH_BACKENDS` (`sqlite,sqlite-normal,postgres`),
-//! `TEST_DATABASE_URL` (PostgreSQL runs only when set). Figures go in BENCHMARKS.md.
+//! `TEST_DATABASE_URL` (PostgreSQL runs only when set), `HERALD_BENCH_LOG` (a log filter such as
+//! `warn`). Each backend runs in a process of its own. Figures go in BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -131,11 +132,11 @@ async fn ingestion(backend: &str, dir: &std::path::Path) {
                     .send()
                     .await
                     .expect("request");
-                assert!(
-                    response.status().is_success(),
-                    "status {}",
-                    response.status()
-                );
+                let status = response.status();
+                if !status.is_success() {
+                    let text = response.text().await.unwrap_or_default();
+                    panic!("status {status}: {text}");
+                }
                 let answer: serde_json::Value = response.json().await.unwrap();
                 events += answer["events_processed"].as_u64().unwrap_or(0) as usize;
                 r += clients;
@@ -294,6 +295,10 @@ fn uuid_like(i: usize) -> String {
 }
 
 fn main() {
+    // `HERALD_BENCH_LOG=warn` (or any filter) shows the server's logs, e.g. why a request failed.
+    if let Ok(filter) = std::env::var("HERALD_BENCH_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -302,8 +307,22 @@ fn main() {
         "HERALD_BENCH_BACKENDS",
         "sqlite,sqlite-normal,postgres".to_string(),
     );
+    let backends: Vec<&str> = backends.split(',').map(str::trim).collect();
+    if backends.len() > 1 {
+        // One process per backend: a server's engine and scheduler keep running after its run
+        // (working off the event inbox, say) and would otherwise slow the next backend down.
+        for backend in backends {
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(std::env::args().skip(1))
+                .env("HERALD_BENCH_BACKENDS", backend)
+                .status()
+                .expect("run the benchmark for one backend");
+            assert!(status.success(), "the {backend} benchmark failed");
+        }
+        return;
+    }
     runtime.block_on(async {
-        for backend in backends.split(',').map(str::trim) {
+        for backend in backends {
             let dir = std::env::temp_dir().join(format!(
                 "herald-audience-bench-{}-{backend}",
                 std::process::id()

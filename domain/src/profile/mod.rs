@@ -21,7 +21,10 @@ use crate::{DomainError, DomainResult, ProfileId, WorkspaceId};
 
 pub use identity::{delete_users, identify, new_aliases};
 pub use inbox::{InboxItem, InboxKey, claim_inbox, mark_handled};
-pub use track::{TrackItemError, TrackOutcome, track};
+pub use track::{
+    CATALOG_REFRESH_SECS, CatalogMemory, PreparedTrack, TrackItemError, TrackOutcome,
+    prepare_track, track, track_many,
+};
 
 /// Most identifiers one `/users/delete`, `/users/identify`, `/users/alias/new` or
 /// `/users/export/ids` request may carry.

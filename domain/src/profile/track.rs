@@ -1,13 +1,19 @@
 //! `/users/track`: attributes, then events, then purchases, each item validated on its own (valid
-//! items are kept when others fail), all written in one transaction with batched statements.
+//! items are kept when others fail), all written in one transaction with set-based statements.
+//!
+//! A call is checked and parsed first ([`prepare_track`], no database), then written. Several
+//! prepared calls can be written together in one transaction ([`track_many`]): the server merges
+//! concurrent `/users/track` requests that way, so one commit (one fsync, one write lock) serves
+//! many requests. Calls in one batch behave exactly as if they ran one after the other in order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Alias, OnConflict, Query, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Iden, QueryFilter, RuntimeErr,
+    Set, TransactionTrait,
 };
 use serde_json::{Map, Number, Value as Json, json};
 
@@ -54,7 +60,7 @@ impl TrackItemError {
 }
 
 /// How an item names its user.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum UserRef {
     External(String),
     Braze(String),
@@ -278,15 +284,16 @@ impl Working {
         if !any_used {
             return Ok(());
         }
-        // Oldest update first, so that for a shared email or phone the most recently updated
-        // profile is the one left in the index.
-        let rows = profile::Entity::find()
+        let mut rows = profile::Entity::find()
             .filter(ws)
             .filter(any)
-            .order_by_asc(profile::Column::UpdatedAt)
-            .order_by_asc(profile::Column::Id)
             .all(db)
             .await?;
+        // Oldest update first, so that for a shared email or phone the most recently updated
+        // profile is the one left in the index. Sorted here, not in SQL: an ORDER BY lets
+        // PostgreSQL walk the workspace's whole `updated_at` index instead of looking the
+        // identifiers up.
+        rows.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
         for row in rows {
             let email = row.email.clone().filter(|e| emails.contains(e));
             let phone = row.phone.clone().filter(|p| phones.contains(p));
@@ -314,10 +321,29 @@ impl Working {
 
     /// Writes new and changed profiles, and new aliases.
     async fn save(self, db: &impl ConnectionTrait) -> DomainResult<()> {
-        let rows: Vec<profile::ActiveModel> = self
+        let mut slots: Vec<Slot> = self
             .slots
             .into_iter()
             .filter(|slot| slot.new || slot.dirty)
+            .collect();
+        // Every writer inserts in the same order, so two processes creating the same new users
+        // wait for each other on the unique index instead of deadlocking.
+        slots.sort_by(|a, b| {
+            (
+                &a.model.external_id,
+                &a.model.email,
+                &a.model.phone,
+                &a.model.id,
+            )
+                .cmp(&(
+                    &b.model.external_id,
+                    &b.model.email,
+                    &b.model.phone,
+                    &b.model.id,
+                ))
+        });
+        let rows: Vec<profile::ActiveModel> = slots
+            .into_iter()
             .map(|slot| {
                 let mut model = slot.model;
                 model.custom_attributes = Json::Object(slot.custom).to_string();
@@ -341,9 +367,11 @@ impl Working {
                 }
             })
             .collect();
-        if !rows.is_empty() {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
             use profile::Column as C;
-            profile::Entity::insert_many(rows)
+            let chunk: Vec<_> = rows.by_ref().take(ROWS_PER_STATEMENT / 2).collect();
+            profile::Entity::insert_many(chunk)
                 .on_conflict(
                     OnConflict::columns([C::WorkspaceId, C::Id])
                         .update_columns([
@@ -375,7 +403,7 @@ impl Working {
 }
 
 /// The standard attributes, by their `/users/track` names.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Standard {
     FirstName,
     LastName,
@@ -460,7 +488,7 @@ impl Standard {
 }
 
 /// One change an attributes object asks for.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Op {
     Standard(Standard, Option<String>),
     Set(String, Json),
@@ -557,10 +585,10 @@ fn cap_array(mut items: Vec<Json>) -> Vec<Json> {
 }
 
 /// Applies the changes of one item to a copy of the profile, so a failing item changes nothing.
-fn apply(slot: &Slot, ops: Vec<Op>) -> Result<(profile::Model, Map<String, Json>), String> {
+fn apply(slot: &Slot, ops: &[Op]) -> Result<(profile::Model, Map<String, Json>), String> {
     let mut model = slot.model.clone();
     let mut custom = slot.custom.clone();
-    for op in ops {
+    for op in ops.iter().cloned() {
         match op {
             Op::Standard(standard, value) => *standard.field(&mut model) = value,
             Op::Set(key, value) => {
@@ -630,10 +658,22 @@ fn parse_time(value: Option<&Json>, now: DateTime<Utc>) -> Result<DateTime<Utc>,
     Ok(to_millis(parsed.min(now)))
 }
 
+/// Event or purchase properties as stored (a JSON object's text) with their keys.
+#[derive(Clone, Debug)]
+struct Properties {
+    text: String,
+    keys: Vec<String>,
+}
+
 /// Checks event or purchase properties.
-fn parse_properties(value: Option<&Json>) -> Result<Map<String, Json>, String> {
+fn parse_properties(value: Option<&Json>) -> Result<Properties, String> {
     let props = match value {
-        None | Some(Json::Null) => return Ok(Map::new()),
+        None | Some(Json::Null) => {
+            return Ok(Properties {
+                text: "{}".into(),
+                keys: Vec::new(),
+            });
+        }
         Some(Json::Object(props)) => props,
         Some(_) => return Err("properties must be an object".into()),
     };
@@ -657,10 +697,15 @@ fn parse_properties(value: Option<&Json>) -> Result<Map<String, Json>, String> {
             ));
         }
     }
-    if Json::Object(props.clone()).to_string().len() > MAX_PROPERTIES_BYTES {
+    // Serialized once: the size check and the stored text are the same string.
+    let text = serde_json::to_string(props).map_err(|e| format!("properties: {e}"))?;
+    if text.len() > MAX_PROPERTIES_BYTES {
         return Err("properties must be at most 100 KB".into());
     }
-    Ok(props.clone())
+    Ok(Properties {
+        text,
+        keys: props.keys().cloned().collect(),
+    })
 }
 
 fn name_field(item: &Map<String, Json>, key: &str) -> Result<String, String> {
@@ -674,10 +719,11 @@ fn name_field(item: &Map<String, Json>, key: &str) -> Result<String, String> {
     }
 }
 
+#[derive(Clone, Debug)]
 struct ParsedEvent {
     name: String,
     time: DateTime<Utc>,
-    properties: Map<String, Json>,
+    properties: Properties,
 }
 
 fn parse_event(item: &Map<String, Json>, now: DateTime<Utc>) -> Result<ParsedEvent, String> {
@@ -688,13 +734,14 @@ fn parse_event(item: &Map<String, Json>, now: DateTime<Utc>) -> Result<ParsedEve
     })
 }
 
+#[derive(Clone, Debug)]
 struct ParsedPurchase {
     product_id: String,
     currency: String,
     price: f64,
     quantity: i32,
     time: DateTime<Utc>,
-    properties: Map<String, Json>,
+    properties: Properties,
 }
 
 fn parse_purchase(item: &Map<String, Json>, now: DateTime<Utc>) -> Result<ParsedPurchase, String> {
@@ -753,8 +800,163 @@ fn items<'a>(body: &'a Map<String, Json>, field: &'static str) -> DomainResult<I
         .collect())
 }
 
-/// Property keys seen per catalogue entry in this call.
-type CatalogSeen = HashMap<(EventKind, String), BTreeSet<String>>;
+/// Property keys seen per catalogue entry in one batch (ordered, so every writer upserts the
+/// catalogue rows in the same order).
+type CatalogSeen = BTreeMap<(EventKind, String), BTreeSet<String>>;
+
+/// Most bound values one insert statement carries (SQLite allows 32,766, PostgreSQL 65,535).
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// A `/users/track` body checked and parsed item by item, owning all it needs: ready to be
+/// written alone ([`track`]) or with other calls in one transaction ([`track_many`]). Preparing
+/// needs no database, so servers do it on the request's own task.
+#[derive(Clone, Debug)]
+pub struct PreparedTrack {
+    ws: WorkspaceId,
+    now: DateTime<Utc>,
+    attributes: Vec<Result<AttributeItem, String>>,
+    events: Vec<Result<EventItem, String>>,
+    purchases: Vec<Result<PurchaseItem, String>>,
+}
+
+#[derive(Clone, Debug)]
+struct AttributeItem {
+    user: UserRef,
+    update_only: bool,
+    ops: Vec<Op>,
+}
+
+#[derive(Clone, Debug)]
+struct EventItem {
+    user: UserRef,
+    /// Also the id of its inbox row.
+    id: String,
+    event: ParsedEvent,
+}
+
+#[derive(Clone, Debug)]
+struct PurchaseItem {
+    user: UserRef,
+    id: String,
+    purchase: ParsedPurchase,
+}
+
+impl PreparedTrack {
+    /// The workspace the call writes to.
+    pub fn workspace(&self) -> &WorkspaceId {
+        &self.ws
+    }
+
+    /// How many items the call carries (valid or not), to size batches.
+    pub fn item_count(&self) -> usize {
+        self.attributes.len() + self.events.len() + self.purchases.len()
+    }
+
+    /// The users the valid items name.
+    fn users(&self) -> impl Iterator<Item = &UserRef> {
+        let attributes = self.attributes.iter().flatten().map(|a| &a.user);
+        let events = self.events.iter().flatten().map(|e| &e.user);
+        let purchases = self.purchases.iter().flatten().map(|p| &p.user);
+        attributes.chain(events).chain(purchases)
+    }
+
+    /// The outcome of a call none of whose items can be written: only its item errors.
+    fn errors_only(&self) -> TrackOutcome {
+        let mut outcome = TrackOutcome::default();
+        let errors = item_errors("attributes", &self.attributes)
+            .chain(item_errors("events", &self.events))
+            .chain(item_errors("purchases", &self.purchases));
+        outcome.errors.extend(errors);
+        outcome
+    }
+}
+
+fn item_errors<'a, T>(
+    input_array: &'static str,
+    items: &'a [Result<T, String>],
+) -> impl Iterator<Item = TrackItemError> + 'a {
+    items.iter().enumerate().filter_map(move |(index, item)| {
+        item.as_ref().err().map(|message| TrackItemError {
+            input_array,
+            index,
+            message: message.clone(),
+        })
+    })
+}
+
+/// A time-ordered (version 7) UUID for an event or purchase: rows of one batch land next to each
+/// other at the end of the primary-key index instead of on random pages all over it.
+fn event_id(now: DateTime<Utc>) -> String {
+    let random = uuid::Uuid::new_v4();
+    let mut tail = [0u8; 10];
+    tail.copy_from_slice(&random.as_bytes()[6..]);
+    let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &tail)
+        .into_uuid()
+        .to_string()
+}
+
+/// Checks a `/users/track` body without touching the database. Request-level problems (not an
+/// object, an array of the wrong type, more than 75 items of a kind) are errors; a bad item is
+/// kept as that item's error, reported when the call is written.
+pub fn prepare_track(
+    ws: &WorkspaceId,
+    body: &Json,
+    now: DateTime<Utc>,
+) -> DomainResult<PreparedTrack> {
+    let body = body
+        .as_object()
+        .ok_or_else(|| DomainError::invalid("body", "must be a JSON object"))?;
+    let attributes = items(body, "attributes")?;
+    let events = items(body, "events")?;
+    let purchases = items(body, "purchases")?;
+    let attributes = attributes
+        .into_iter()
+        .map(|item| {
+            let (obj, user) = item?;
+            let update_only = match obj.get("_update_existing_only") {
+                None | Some(Json::Null) => matches!(user, UserRef::Alias(_)),
+                Some(Json::Bool(b)) => *b,
+                Some(_) => return Err("_update_existing_only must be true or false".into()),
+            };
+            let ops = attribute_ops(obj, &user)?;
+            Ok(AttributeItem {
+                user,
+                update_only,
+                ops,
+            })
+        })
+        .collect();
+    let events = events
+        .into_iter()
+        .map(|item| {
+            let (obj, user) = item?;
+            Ok(EventItem {
+                event: parse_event(obj, now)?,
+                user,
+                id: event_id(now),
+            })
+        })
+        .collect();
+    let purchases = purchases
+        .into_iter()
+        .map(|item| {
+            let (obj, user) = item?;
+            Ok(PurchaseItem {
+                purchase: parse_purchase(obj, now)?,
+                user,
+                id: event_id(now),
+            })
+        })
+        .collect();
+    Ok(PreparedTrack {
+        ws: ws.clone(),
+        now,
+        attributes,
+        events,
+        purchases,
+    })
+}
 
 /// `/users/track`: records attributes, then events, then purchases. Request-level problems (not an
 /// object, an array of the wrong type, more than 75 items of a kind) are fatal and write nothing;
@@ -766,72 +968,162 @@ pub async fn track<C: ConnectionTrait + TransactionTrait>(
     body: &Json,
     now: DateTime<Utc>,
 ) -> Result<TrackOutcome, DomainError> {
-    // Two concurrent calls may both create the same new user; the loser's transaction hits the
-    // unique index and rolls back whole. Running it again then finds the user and succeeds.
+    let call = prepare_track(ws, body, now)?;
+    // A lone call remembers nothing: its catalogue rows are always written.
+    let memory = CatalogMemory::default();
+    let mut outcomes = write_retrying(db, std::slice::from_ref(&call), &memory).await?;
+    Ok(outcomes.pop().unwrap_or_default())
+}
+
+/// Writes several prepared calls in one transaction, as if they ran one after the other in order
+/// (a user created by an earlier call is found by a later one), and answers each call on its own.
+/// When the shared transaction fails for a reason other than a lost race, each call is tried
+/// again alone, so one call's failure is never another's. `memory` spares catalogue writes for
+/// names this writer upserted lately; keep one per database for the writer's lifetime.
+pub async fn track_many<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    calls: &[PreparedTrack],
+    memory: &CatalogMemory,
+) -> Vec<DomainResult<TrackOutcome>> {
+    match write_retrying(db, calls, memory).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(error) if calls.len() == 1 => vec![Err(error)],
+        Err(_) => {
+            let mut answers = Vec::with_capacity(calls.len());
+            for call in calls {
+                let answer = write_retrying(db, std::slice::from_ref(call), memory)
+                    .await
+                    .map(|mut outcomes| outcomes.pop().unwrap_or_default());
+                answers.push(answer);
+            }
+            answers
+        }
+    }
+}
+
+/// Two writers may both create the same new user (the loser's transaction hits the unique index)
+/// or, on PostgreSQL, deadlock or fail to serialize; the loser rolls back whole and runs again,
+/// then finds the user and succeeds.
+async fn write_retrying<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    calls: &[PreparedTrack],
+    memory: &CatalogMemory,
+) -> DomainResult<Vec<TrackOutcome>> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match track_once(db, ws, body, now).await {
-            Err(DomainError::Db(error))
-                if attempt < 4
-                    && matches!(
-                        error.sql_err(),
-                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                    ) =>
-            {
-                continue;
-            }
+        match write(db, calls, memory).await {
+            Err(DomainError::Db(error)) if attempt < 4 && lost_race(&error) => continue,
             other => return other,
         }
     }
 }
 
-async fn track_once<C: ConnectionTrait + TransactionTrait>(
+/// Whether a failed write lost a race with another writer and may simply run again.
+fn lost_race(error: &DbErr) -> bool {
+    if matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    ) {
+        return true;
+    }
+    let runtime = match error {
+        DbErr::Exec(e) | DbErr::Query(e) | DbErr::Conn(e) => e,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(e)) => matches!(
+            e.code().as_deref(),
+            // PostgreSQL: deadlock detected, serialization failure.
+            Some("40P01" | "40001")
+            // SQLite: busy (the busy timeout ran out), busy snapshot.
+            | Some("5" | "517")
+        ),
+        _ => false,
+    }
+}
+
+/// Everything one batch inserts besides profiles.
+#[derive(Default)]
+struct Rows {
+    events: Vec<Vec<SimpleExpr>>,
+    purchases: Vec<Vec<SimpleExpr>>,
+    inbox: Vec<Vec<SimpleExpr>>,
+}
+
+/// One attempt at writing `calls` in one transaction.
+async fn write<C: ConnectionTrait + TransactionTrait>(
     db: &C,
-    ws: &WorkspaceId,
-    body: &Json,
-    now: DateTime<Utc>,
-) -> Result<TrackOutcome, DomainError> {
-    let body = body
-        .as_object()
-        .ok_or_else(|| DomainError::invalid("body", "must be a JSON object"))?;
-    let attributes = items(body, "attributes")?;
-    let events = items(body, "events")?;
-    let purchases = items(body, "purchases")?;
-    let mut outcome = TrackOutcome::default();
-    let refs: Vec<&UserRef> = [&attributes, &events, &purchases]
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item.as_ref().ok().map(|(_, user)| user))
-        .collect();
-    if refs.is_empty() {
-        // Nothing to write; report the item errors.
-        for (input_array, list) in [
-            ("attributes", &attributes),
-            ("events", &events),
-            ("purchases", &purchases),
-        ] {
-            for (index, item) in list.iter().enumerate() {
-                if let Err(message) = item {
-                    outcome.errors.push(TrackItemError {
-                        input_array,
-                        index,
-                        message: message.clone(),
-                    });
-                }
-            }
+    calls: &[PreparedTrack],
+    memory: &CatalogMemory,
+) -> DomainResult<Vec<TrackOutcome>> {
+    let mut outcomes: Vec<TrackOutcome> = calls.iter().map(|_| TrackOutcome::default()).collect();
+    // Calls that name nobody write nothing; the others are grouped by workspace, in order.
+    let mut groups: Vec<(&WorkspaceId, Vec<usize>)> = Vec::new();
+    for (index, call) in calls.iter().enumerate() {
+        if call.users().next().is_none() {
+            outcomes[index] = call.errors_only();
+            continue;
         }
-        return Ok(outcome);
+        match groups.iter_mut().find(|(ws, _)| *ws == &call.ws) {
+            Some((_, members)) => members.push(index),
+            None => groups.push((&call.ws, vec![index])),
+        }
+    }
+    if groups.is_empty() {
+        return Ok(outcomes);
     }
 
     let txn = db.begin().await?;
     lock_for_write(&txn).await?;
-    let mut work = Working::new(ws, now);
-    work.load(&txn, &refs).await?;
+    let mut rows = Rows::default();
+    let mut catalogs = Vec::with_capacity(groups.len());
+    for (ws, members) in groups {
+        let latest = members
+            .iter()
+            .map(|&i| calls[i].now)
+            .max()
+            .unwrap_or_else(Utc::now);
+        let mut work = Working::new(ws, latest);
+        let users: Vec<&UserRef> = members.iter().flat_map(|&i| calls[i].users()).collect();
+        work.load(&txn, &users).await?;
+        let mut catalog = CatalogSeen::new();
+        for &index in &members {
+            outcomes[index] = write_call(&mut work, &calls[index], &mut rows, &mut catalog);
+        }
+        work.save(&txn).await?;
+        catalogs.push((ws, catalog, latest));
+    }
+    insert_rows(&txn, EVENT_COLUMNS, "profile_event", rows.events).await?;
+    insert_rows(&txn, PURCHASE_COLUMNS, "profile_purchase", rows.purchases).await?;
+    insert_rows(&txn, INBOX_COLUMNS, "event_inbox", rows.inbox).await?;
+    // Last, so that on PostgreSQL the catalogue rows every writer touches stay locked briefly.
+    let mut written = Vec::new();
+    for (ws, mut catalog, latest) in catalogs {
+        memory.forget_known(ws, &mut catalog, latest);
+        written.extend(save_catalog(&txn, ws, catalog, latest).await?);
+    }
+    txn.commit().await?;
+    memory.remember(written);
+    Ok(outcomes)
+}
 
-    for (index, item) in attributes.iter().enumerate() {
-        let result = track_attributes(&mut work, item);
-        match result {
+/// Runs one call's items against the batch's profiles, collecting the rows to insert.
+fn write_call(
+    work: &mut Working,
+    call: &PreparedTrack,
+    rows: &mut Rows,
+    catalog: &mut CatalogSeen,
+) -> TrackOutcome {
+    let mut outcome = TrackOutcome::default();
+    let now = call.now;
+    work.now = now;
+    for (index, item) in call.attributes.iter().enumerate() {
+        match item
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|item| track_attributes(work, item))
+        {
             Ok(()) => outcome.attributes_processed += 1,
             Err(message) => outcome.errors.push(TrackItemError {
                 input_array: "attributes",
@@ -840,40 +1132,34 @@ async fn track_once<C: ConnectionTrait + TransactionTrait>(
             }),
         }
     }
-
-    let mut event_rows = Vec::new();
-    let mut purchase_rows = Vec::new();
-    let mut inbox_rows = Vec::new();
-    let mut catalog: CatalogSeen = HashMap::new();
-    for (index, item) in events.iter().enumerate() {
-        let result = item.clone().and_then(|(obj, user)| {
-            let event = parse_event(obj, now)?;
-            let profile_id = found(&mut work, &user)?;
-            let id = uuid::Uuid::new_v4().to_string();
-            let properties = Json::Object(event.properties.clone()).to_string();
+    let ws = work.ws.clone();
+    for (index, item) in call.events.iter().enumerate() {
+        let result = item.as_ref().map_err(Clone::clone).and_then(|item| {
+            let profile_id = found(work, &item.user)?;
+            let event = &item.event;
             catalog
                 .entry((EventKind::Event, event.name.clone()))
                 .or_default()
-                .extend(event.properties.keys().cloned());
-            inbox_rows.push(inbox_row(
-                ws,
-                &id,
+                .extend(event.properties.keys.iter().cloned());
+            rows.inbox.push(inbox_row(
+                &ws,
+                &item.id,
                 EventKind::Event,
                 &profile_id,
                 &event.name,
                 event.time,
-                &properties,
+                &event.properties.text,
                 now,
             ));
-            event_rows.push(profile_event::ActiveModel {
-                workspace_id: Set(ws.to_string()),
-                id: Set(id),
-                profile_id: Set(profile_id),
-                name: Set(event.name),
-                time: Set(event.time),
-                properties: Set(properties),
-                created_at: Set(now),
-            });
+            rows.events.push(vec![
+                ws.clone().into(),
+                item.id.clone().into(),
+                profile_id.into(),
+                event.name.clone().into(),
+                event.time.into(),
+                event.properties.text.clone().into(),
+                now.into(),
+            ]);
             Ok(())
         });
         match result {
@@ -885,38 +1171,36 @@ async fn track_once<C: ConnectionTrait + TransactionTrait>(
             }),
         }
     }
-    for (index, item) in purchases.iter().enumerate() {
-        let result = item.clone().and_then(|(obj, user)| {
-            let purchase = parse_purchase(obj, now)?;
-            let profile_id = found(&mut work, &user)?;
-            let id = uuid::Uuid::new_v4().to_string();
-            let properties = Json::Object(purchase.properties.clone()).to_string();
+    for (index, item) in call.purchases.iter().enumerate() {
+        let result = item.as_ref().map_err(Clone::clone).and_then(|item| {
+            let profile_id = found(work, &item.user)?;
+            let purchase = &item.purchase;
             catalog
                 .entry((EventKind::Purchase, purchase.product_id.clone()))
                 .or_default()
-                .extend(purchase.properties.keys().cloned());
-            inbox_rows.push(inbox_row(
-                ws,
-                &id,
+                .extend(purchase.properties.keys.iter().cloned());
+            rows.inbox.push(inbox_row(
+                &ws,
+                &item.id,
                 EventKind::Purchase,
                 &profile_id,
                 &purchase.product_id,
                 purchase.time,
-                &properties,
+                &purchase.properties.text,
                 now,
             ));
-            purchase_rows.push(profile_purchase::ActiveModel {
-                workspace_id: Set(ws.to_string()),
-                id: Set(id),
-                profile_id: Set(profile_id),
-                product_id: Set(purchase.product_id),
-                currency: Set(purchase.currency),
-                price: Set(purchase.price),
-                quantity: Set(purchase.quantity),
-                time: Set(purchase.time),
-                properties: Set(properties),
-                created_at: Set(now),
-            });
+            rows.purchases.push(vec![
+                ws.clone().into(),
+                item.id.clone().into(),
+                profile_id.into(),
+                purchase.product_id.clone().into(),
+                purchase.currency.clone().into(),
+                purchase.price.into(),
+                purchase.quantity.into(),
+                purchase.time.into(),
+                purchase.properties.text.clone().into(),
+                now.into(),
+            ]);
             Ok(())
         });
         match result {
@@ -928,26 +1212,64 @@ async fn track_once<C: ConnectionTrait + TransactionTrait>(
             }),
         }
     }
+    outcome
+}
 
-    work.save(&txn).await?;
-    if !event_rows.is_empty() {
-        profile_event::Entity::insert_many(event_rows)
-            .exec_without_returning(&txn)
-            .await?;
+const EVENT_COLUMNS: &[profile_event::Column] = &[
+    profile_event::Column::WorkspaceId,
+    profile_event::Column::Id,
+    profile_event::Column::ProfileId,
+    profile_event::Column::Name,
+    profile_event::Column::Time,
+    profile_event::Column::Properties,
+    profile_event::Column::CreatedAt,
+];
+
+const PURCHASE_COLUMNS: &[profile_purchase::Column] = &[
+    profile_purchase::Column::WorkspaceId,
+    profile_purchase::Column::Id,
+    profile_purchase::Column::ProfileId,
+    profile_purchase::Column::ProductId,
+    profile_purchase::Column::Currency,
+    profile_purchase::Column::Price,
+    profile_purchase::Column::Quantity,
+    profile_purchase::Column::Time,
+    profile_purchase::Column::Properties,
+    profile_purchase::Column::CreatedAt,
+];
+
+const INBOX_COLUMNS: &[event_inbox::Column] = &[
+    event_inbox::Column::WorkspaceId,
+    event_inbox::Column::Id,
+    event_inbox::Column::Kind,
+    event_inbox::Column::ProfileId,
+    event_inbox::Column::Name,
+    event_inbox::Column::Time,
+    event_inbox::Column::Properties,
+    event_inbox::Column::CreatedAt,
+];
+
+/// Multi-row inserts of `rows` (values in `columns` order), as few statements as the bind limits
+/// allow.
+async fn insert_rows<Col: Iden + Copy + 'static>(
+    db: &impl ConnectionTrait,
+    columns: &[Col],
+    table: &str,
+    rows: Vec<Vec<SimpleExpr>>,
+) -> DomainResult<()> {
+    let per_statement = (ROWS_PER_STATEMENT * 10 / columns.len().max(1)).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new(table))
+            .columns(columns.iter().copied());
+        for row in rows.by_ref().take(per_statement) {
+            insert.values_panic(row);
+        }
+        db.execute(db.get_database_backend().build(&insert)).await?;
     }
-    if !purchase_rows.is_empty() {
-        profile_purchase::Entity::insert_many(purchase_rows)
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    if !inbox_rows.is_empty() {
-        event_inbox::Entity::insert_many(inbox_rows)
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    save_catalog(&txn, ws, catalog, now).await?;
-    txn.commit().await?;
-    Ok(outcome)
+    Ok(())
 }
 
 /// The profile an event or purchase belongs to, created when unknown (except by `braze_id`).
@@ -958,25 +1280,16 @@ fn found(work: &mut Working, user: &UserRef) -> Result<String, String> {
     }
 }
 
-fn track_attributes(
-    work: &mut Working,
-    item: &Result<(&Map<String, Json>, UserRef), String>,
-) -> Result<(), String> {
-    let (obj, user) = item.as_ref().map_err(Clone::clone)?;
-    let update_only = match obj.get("_update_existing_only") {
-        None | Some(Json::Null) => matches!(user, UserRef::Alias(_)),
-        Some(Json::Bool(b)) => *b,
-        Some(_) => return Err("_update_existing_only must be true or false".into()),
-    };
-    let ops = attribute_ops(obj, user)?;
-    let index = match work.resolve(user, !update_only) {
+fn track_attributes(work: &mut Working, item: &AttributeItem) -> Result<(), String> {
+    let user = &item.user;
+    let index = match work.resolve(user, !item.update_only) {
         Resolved::Found(index) => index,
         Resolved::NotFound if matches!(user, UserRef::Braze(_)) => {
             return Err("braze_id not found".into());
         }
         Resolved::NotFound => return Err("user not found".into()),
     };
-    let (model, custom) = apply(&work.slots[index], ops)?;
+    let (model, custom) = apply(&work.slots[index], &item.ops)?;
     let slot = &mut work.slots[index];
     if model != slot.model || custom != slot.custom {
         let email_changed = model.email != slot.model.email;
@@ -998,7 +1311,7 @@ fn track_attributes(
 
 #[allow(clippy::too_many_arguments)]
 fn inbox_row(
-    ws: &WorkspaceId,
+    ws: &str,
     id: &str,
     kind: EventKind,
     profile_id: &str,
@@ -1006,30 +1319,78 @@ fn inbox_row(
     time: DateTime<Utc>,
     properties: &str,
     now: DateTime<Utc>,
-) -> event_inbox::ActiveModel {
-    event_inbox::ActiveModel {
-        workspace_id: Set(ws.to_string()),
-        id: Set(id.to_owned()),
-        kind: Set(kind.as_str().to_owned()),
-        profile_id: Set(profile_id.to_owned()),
-        name: Set(name.to_owned()),
-        time: Set(time),
-        properties: Set(properties.to_owned()),
-        created_at: Set(now),
-        claimed_until: Set(None),
-        handled_at: Set(None),
+) -> Vec<SimpleExpr> {
+    vec![
+        ws.into(),
+        id.into(),
+        kind.as_str().into(),
+        profile_id.into(),
+        name.into(),
+        time.into(),
+        properties.into(),
+        now.into(),
+    ]
+}
+
+/// What a writer remembers of the catalogue rows it upserted lately, so that a batch whose event
+/// names and property keys are all known skips the catalogue: a read and an upsert of rows every
+/// writer shares (on PostgreSQL, a row lock held until commit). `last_seen` is therefore kept to
+/// [`CATALOG_REFRESH_SECS`], per process. Keep one per database.
+#[derive(Debug, Default)]
+pub struct CatalogMemory {
+    known: Mutex<HashMap<CatalogKey, CatalogWrite>>,
+}
+
+/// The property keys a catalogue row was written with, and when.
+type CatalogWrite = (BTreeSet<String>, DateTime<Utc>);
+
+/// `(workspace, kind, name)`.
+type CatalogKey = (String, EventKind, String);
+
+/// How stale a catalogue row's `last_seen` may get before a batch that saw it writes it again.
+pub const CATALOG_REFRESH_SECS: i64 = 60;
+/// Most entries a [`CatalogMemory`] keeps; past that it starts afresh.
+const CATALOG_MEMORY_ENTRIES: usize = 100_000;
+
+impl CatalogMemory {
+    /// Drops from `seen` the entries written less than [`CATALOG_REFRESH_SECS`] ago with at least
+    /// these property keys.
+    fn forget_known(&self, ws: &WorkspaceId, seen: &mut CatalogSeen, now: DateTime<Utc>) {
+        let Ok(known) = self.known.lock() else {
+            return;
+        };
+        seen.retain(|(kind, name), keys| {
+            let key = (ws.to_string(), *kind, name.clone());
+            !known.get(&key).is_some_and(|(known_keys, written)| {
+                (now - *written).num_seconds() < CATALOG_REFRESH_SECS && keys.is_subset(known_keys)
+            })
+        });
+    }
+
+    /// Notes rows just committed.
+    fn remember(&self, written: Vec<(CatalogKey, BTreeSet<String>, DateTime<Utc>)>) {
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
+        if known.len() + written.len() > CATALOG_MEMORY_ENTRIES {
+            known.clear();
+        }
+        for (key, keys, at) in written {
+            known.insert(key, (keys, at));
+        }
     }
 }
 
-/// One upsert for all the names this call saw, merging property keys with those already known.
+/// One upsert for all the names a batch saw, merging property keys with those already known.
+/// Returns the rows as written.
 async fn save_catalog(
     db: &impl ConnectionTrait,
     ws: &WorkspaceId,
     mut seen: CatalogSeen,
     now: DateTime<Utc>,
-) -> DomainResult<()> {
+) -> DomainResult<Vec<(CatalogKey, BTreeSet<String>, DateTime<Utc>)>> {
     if seen.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut any = Condition::any();
     for (kind, name) in seen.keys() {
@@ -1053,6 +1414,10 @@ async fn save_catalog(
             set.extend(keys);
         }
     }
+    let written = seen
+        .iter()
+        .map(|((kind, name), keys)| ((ws.to_string(), *kind, name.clone()), keys.clone(), now))
+        .collect();
     let rows: Vec<event_catalog::ActiveModel> = seen
         .into_iter()
         .map(|((kind, name), keys)| event_catalog::ActiveModel {
@@ -1073,5 +1438,134 @@ async fn save_catalog(
         )
         .exec_without_returning(db)
         .await?;
-    Ok(())
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use migrations::testing::test_databases;
+    use sea_orm::PaginatorTrait;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn calls_written_together_behave_as_if_written_one_after_the_other() {
+        for db in test_databases().await {
+            let (a, b) = (WorkspaceId::generate(), WorkspaceId::generate());
+            let memory = CatalogMemory::default();
+            let calls = [
+                json!({"attributes": [{"external_id": "ada", "visits": {"inc": 1}}]}),
+                json!({
+                    "attributes": [{"external_id": "ada", "visits": {"inc": 2}}],
+                    "events": [
+                        {"external_id": "ada", "name": "checkout", "time": "2026-11-28T08:00:00Z"},
+                        {"braze_id": "nobody", "name": "checkout", "time": "2026-11-28T08:00:00Z"}
+                    ]
+                }),
+                json!({"events": [{"name": "no user"}]}),
+                json!({"events": [{"external_id": "ada", "name": "elsewhere", "time": "2026-11-28"}]}),
+            ];
+            let prepared: Vec<PreparedTrack> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, body)| prepare_track(if i == 3 { &b } else { &a }, body, now()).unwrap())
+                .collect();
+            let outcomes: Vec<TrackOutcome> = track_many(&db, &prepared, &memory)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(outcomes[0].attributes_processed, 1);
+            assert_eq!(
+                (
+                    outcomes[1].attributes_processed,
+                    outcomes[1].events_processed
+                ),
+                (1, 1)
+            );
+            assert_eq!(outcomes[1].errors.len(), 1);
+            assert_eq!(outcomes[1].errors[0].index, 1);
+            assert_eq!(outcomes[2].events_processed, 0);
+            assert_eq!(outcomes[2].errors[0].input_array, "events");
+            assert_eq!(outcomes[3].events_processed, 1);
+
+            // One Ada per workspace, created by the first call and incremented by the second.
+            let ada = super::super::find_by_external_id(&db, &a, "ada")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(super::super::custom_attributes(&ada)["visits"], json!(3));
+            assert!(
+                super::super::find_by_external_id(&db, &b, "ada")
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            assert_eq!(profile::Entity::find().count(&db).await.unwrap(), 2);
+            assert_eq!(event_inbox::Entity::find().count(&db).await.unwrap(), 2);
+            let catalog = super::super::event_catalog(&db, &b).await.unwrap();
+            assert_eq!(catalog.len(), 1);
+            assert_eq!(catalog[0].name, "elsewhere");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_fails_in_the_database_fails_alone() {
+        for db in test_databases().await {
+            let ws = WorkspaceId::generate();
+            let memory = CatalogMemory::default();
+            let good = prepare_track(
+                &ws,
+                &json!({"events": [{"external_id": "ada", "name": "ok", "time": "2026-11-28"}]}),
+                now(),
+            )
+            .unwrap();
+            // A second call carrying the same event id cannot be stored: the batch fails, then
+            // each call is written alone and only the second one fails.
+            let mut duplicate = good.clone();
+            duplicate.events[0].as_mut().unwrap().user = UserRef::External("bob".into());
+            let answers = track_many(&db, &[good, duplicate], &memory).await;
+            assert!(answers[0].is_ok());
+            assert!(answers[1].is_err());
+            assert_eq!(profile_event::Entity::find().count(&db).await.unwrap(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn catalogue_rows_written_lately_are_not_written_again_unless_a_key_is_new() {
+        for db in test_databases().await {
+            let ws = WorkspaceId::generate();
+            let memory = CatalogMemory::default();
+            let call = |props: Json, at: DateTime<Utc>| {
+                prepare_track(
+                    &ws,
+                    &json!({"events": [{"external_id": "ada", "name": "view", "time": "2026-11-28", "properties": props}]}),
+                    at,
+                )
+                .unwrap()
+            };
+            let last_seen = || async {
+                event_catalog::Entity::find()
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .map(|row| (row.last_seen, row.property_keys))
+                    .unwrap()
+            };
+            track_many(&db, &[call(json!({"a": 1}), now())], &memory).await;
+            let later = now() + chrono::Duration::seconds(10);
+            track_many(&db, &[call(json!({"a": 2}), later)], &memory).await;
+            assert_eq!(last_seen().await, (now(), r#"["a"]"#.to_string()));
+            track_many(&db, &[call(json!({"b": 2}), later)], &memory).await;
+            assert_eq!(last_seen().await, (later, r#"["a","b"]"#.to_string()));
+            let much_later = now() + chrono::Duration::seconds(CATALOG_REFRESH_SECS + 10);
+            track_many(&db, &[call(json!({"a": 3}), much_later)], &memory).await;
+            assert_eq!(last_seen().await.0, much_later);
+        }
+    }
 }

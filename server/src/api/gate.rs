@@ -1,6 +1,8 @@
-//! Authentication, IP allowlists and rate limiting for every `/api` request.
+//! Authentication, IP allowlists and rate limiting for every `/api` request, and the in-memory
+//! state of one server's REST API (rate counts, the `/users/track` writer).
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -11,7 +13,40 @@ use domain::api_key::{ApiKey, KeyRejection};
 use domain::entity::workspace;
 
 use super::ApiError;
-use crate::AppState;
+use super::users::TrackWriter;
+use crate::{AppState, Config};
+
+/// What one server's REST API keeps in memory. Each server (and each test server in one process)
+/// has its own: counts and writers belong to one database.
+pub(crate) struct ApiRuntime {
+    /// Request counts per key or address, written to the database in batches.
+    pub limiter: domain::rate_limit::RateLimiter,
+    /// Writes `/users/track` calls, several per transaction.
+    pub tracker: TrackWriter,
+}
+
+/// The REST API runtime of the server `state` belongs to, created on first use.
+///
+/// Runtimes are found by the server's `Arc<Config>` (one per server, shared by every clone of its
+/// `AppState`) and dropped once that server is gone. A field of `AppState` would be simpler; this
+/// keeps the REST API's plumbing inside the API module.
+pub(crate) fn runtime(state: &AppState) -> Arc<ApiRuntime> {
+    type Runtimes = Vec<(Weak<Config>, Arc<ApiRuntime>)>;
+    static RUNTIMES: Mutex<Runtimes> = Mutex::new(Vec::new());
+    let mut runtimes = RUNTIMES.lock().unwrap_or_else(PoisonError::into_inner);
+    // Dead servers first, so that a new Config at a reused address never finds their runtime.
+    runtimes.retain(|(config, _)| config.strong_count() > 0);
+    let config = Arc::as_ptr(&state.config);
+    if let Some((_, runtime)) = runtimes.iter().find(|(c, _)| c.as_ptr() == config) {
+        return runtime.clone();
+    }
+    let runtime = Arc::new(ApiRuntime {
+        limiter: domain::rate_limit::RateLimiter::default(),
+        tracker: TrackWriter::start(state.db.clone()),
+    });
+    runtimes.push((Arc::downgrade(&state.config), runtime.clone()));
+    runtime
+}
 
 /// The authenticated caller of a REST endpoint.
 #[derive(Clone, Debug)]
@@ -64,7 +99,7 @@ pub async fn gate(
             "Missing API key: send it in the header “Authorization: Bearer YOUR-REST-API-KEY”"
                 .into(),
         )),
-        Some(secret) => domain::api_key::authenticate(&state.db, secret, now)
+        Some(secret) => domain::api_key::authenticate_cached(&state.db, secret, now)
             .await
             .map_err(|r| match r {
                 KeyRejection::Unknown => ApiError::Unauthorized("Invalid API key".into()),
@@ -84,14 +119,16 @@ pub async fn gate(
         Err(_) => format!("ip:{}", peer.ip()),
     };
     let config = &state.config;
-    let decision = match domain::rate_limit::hit(
-        &state.db,
-        &bucket,
-        config.api_rate_limit,
-        config.api_rate_window_secs,
-        now,
-    )
-    .await
+    let decision = match runtime(&state)
+        .limiter
+        .hit(
+            &state.db,
+            &bucket,
+            config.api_rate_limit,
+            config.api_rate_window_secs,
+            now,
+        )
+        .await
     {
         Ok(decision) => decision,
         Err(e) => return ApiError::from(e).into_response(),
