@@ -190,7 +190,10 @@ pub async fn rename_workspace(
     let name = validate::name("name", name, 100)?;
     let mut model = access.workspace.clone().into_active_model();
     model.name = Set(name);
-    Ok(model.update(db).await?)
+    let renamed = model.update(db).await?;
+    // Cached API-key checks carry the workspace: this process sees the change at once.
+    crate::api_key::forget_cached_workspace(&WorkspaceId::from_db(renamed.id.clone()));
+    Ok(renamed)
 }
 
 /// Archives (or restores) a workspace. Archived workspaces leave the switcher, refuse changes and
@@ -203,7 +206,11 @@ pub async fn set_archived(
 ) -> DomainResult<workspace::Model> {
     let mut model = access.workspace.clone().into_active_model();
     model.archived_at = Set(archived.then_some(now));
-    Ok(model.update(db).await?)
+    let changed = model.update(db).await?;
+    // An archived workspace's keys stop working at once in this process (other processes follow
+    // within the key cache's few seconds).
+    crate::api_key::forget_cached_workspace(&WorkspaceId::from_db(changed.id.clone()));
+    Ok(changed)
 }
 
 pub async fn list_members(

@@ -533,19 +533,50 @@ pub async fn handle_events<C: ConnectionTrait + TransactionTrait>(
         let ws = WorkspaceId::from_db(ws);
         // The workspace's action-based campaigns, read once per batch.
         let mut listeners = Listeners::load(db, &ws).await?;
-        for item in items {
-            let txn = db.begin().await?;
-            lock_for_write(&txn, LOCK_EVENTS).await?;
-            handle_event(&txn, &ws, &mut listeners, &item, now).await?;
-            // Canvases read the same inbox, in the same transaction: an event is handed to both
-            // once, and a crash before the commit repeats it for both.
-            crate::canvas::on_event(&txn, &item, now).await?;
-            crate::profile::mark_handled(&txn, std::slice::from_ref(&item.key), now).await?;
-            txn.commit().await?;
-            handled += 1;
+        if listeners.campaigns.is_empty() && !canvases_listen(db, &ws).await? {
+            // Nothing in this workspace reacts to events: they are handled in one statement.
+            let keys: Vec<_> = items.iter().map(|item| item.key.clone()).collect();
+            crate::profile::mark_handled(db, &keys, now).await?;
+            handled += items.len();
+            continue;
+        }
+        // Events are handled in groups under one transaction (one commit, one disk sync on
+        // SQLite, per group), each event in a savepoint of its own. A crash or an error before
+        // the group's commit rolls the whole group back; its events are claimed again when their
+        // lease runs out, so each is still acted on exactly once.
+        for group in items.chunks(EVENT_GROUP) {
+            let outer = db.begin().await?;
+            lock_for_write(&outer, LOCK_EVENTS).await?;
+            for item in group {
+                let txn = outer.begin().await?;
+                handle_event(&txn, &ws, &mut listeners, item, now).await?;
+                // Canvases read the same inbox, in the same transaction: an event is handed to
+                // both once, and a crash before the commit repeats it for both.
+                crate::canvas::on_event(&txn, item, now).await?;
+                crate::profile::mark_handled(&txn, std::slice::from_ref(&item.key), now).await?;
+                txn.commit().await?;
+                handled += 1;
+            }
+            outer.commit().await?;
         }
     }
     Ok(handled)
+}
+
+/// Events handled per transaction.
+const EVENT_GROUP: usize = 64;
+
+/// Whether any Canvas of the workspace may react to an event (an entry trigger, a journey waiting
+/// in Action Paths, exit criteria): one that has launched and is not archived.
+async fn canvases_listen(db: &impl ConnectionTrait, ws: &WorkspaceId) -> DomainResult<bool> {
+    use crate::entity::canvas as canvas_entity;
+    use sea_orm::PaginatorTrait;
+    let live = canvas_entity::Entity::find()
+        .filter(canvas_entity::Column::WorkspaceId.eq(ws.as_str()))
+        .filter(canvas_entity::Column::Status.is_in(["active", "paused", "stopped"]))
+        .count(db)
+        .await?;
+    Ok(live > 0)
 }
 
 /// A workspace's active action-based campaigns, with their audience filters once computed.
