@@ -338,7 +338,9 @@ impl Dispatcher {
                             Err(_) => break,
                         }
                     }
+                    let (count, started) = (batch.len(), std::time::Instant::now());
                     this.record_until_done(batch).await;
+                    tracing::debug!(count, took = ?started.elapsed(), "recorded outcomes");
                 }
             })
         };
@@ -374,8 +376,12 @@ impl Dispatcher {
                 continue;
             }
             let room = free.min(batch_size);
+            let started = std::time::Instant::now();
             let claimed = match self.claim(room).await {
-                Ok(claimed) => claimed,
+                Ok(claimed) => {
+                    tracing::debug!(room, claimed = claimed.len(), took = ?started.elapsed(), "claimed sends");
+                    claimed
+                }
                 Err(error) => {
                     tracing::warn!(%error, "claiming sends failed; retrying shortly");
                     Vec::new()
@@ -891,7 +897,7 @@ impl Dispatcher {
 /// attempt insert skips rows that exist and the send update writes the same values again.
 fn padded<T: Copy>(rows: &[T]) -> Vec<T> {
     let size = match rows.len().next_power_of_two() {
-        n if n > RECORD_CHUNK / 2 => RECORD_CHUNK.max(rows.len()),
+        n if n > RECORD_CHUNK => RECORD_CHUNK.max(rows.len()),
         n => n,
     };
     let mut out = Vec::with_capacity(size);
@@ -1008,4 +1014,165 @@ fn update_sends(backend: DbBackend, outcomes: &[&Outcome]) -> Statement {
         }
     };
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::SubsecRound;
+    use domain::ManualClock;
+    use domain::entity::webhook_send;
+    use domain::outbox::{NewSend, SourceKind};
+    use domain::webhook::{Body, Method};
+    use domain::{SystemClock, WorkspaceId};
+    use migrations::testing::test_databases;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+
+    fn delivery(loopback: bool) -> crate::DeliverySettings {
+        let allowed = if loopback {
+            vec!["127.0.0.0/8".parse().unwrap()]
+        } else {
+            Vec::new()
+        };
+        crate::DeliverySettings {
+            concurrency: 64,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            addresses: crate::AddressPolicy::new(allowed),
+            allowed_ports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn statements_come_in_a_few_sizes_and_keep_every_row() {
+        let mut sizes = std::collections::BTreeSet::new();
+        for n in 1..=RECORD_CHUNK {
+            let rows: Vec<usize> = (0..n).collect();
+            let out = padded(&rows);
+            assert_eq!(&out[..n], &rows[..], "every row, in order");
+            assert!(
+                out[n..].iter().all(|row| *row == n - 1),
+                "padding repeats the last row"
+            );
+            sizes.insert(out.len());
+        }
+        let sizes: Vec<usize> = sizes.into_iter().collect();
+        assert_eq!(sizes, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, RECORD_CHUNK]);
+    }
+
+    #[test]
+    fn a_message_is_compiled_once_and_the_cache_stays_bounded() {
+        let dispatcher = Dispatcher::new(
+            sea_orm::DatabaseConnection::Disconnected,
+            WebhookClient::new(&delivery(false)),
+            RetryPolicy::default(),
+            Arc::new(SystemClock),
+            DispatchSettings::default(),
+        );
+        let stored = |i: usize| {
+            serde_json::to_string(&WebhookMessage {
+                method: Method::Post,
+                url: format!("https://example.com/{i}"),
+                headers: Vec::new(),
+                body: Body::None,
+            })
+            .unwrap()
+        };
+        let first = dispatcher.compiled(&stored(0)).unwrap();
+        let again = dispatcher.compiled(&stored(0)).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second send reuses the compiled message"
+        );
+        for i in 0..TEMPLATE_CACHE_ENTRIES * 2 {
+            dispatcher.compiled(&stored(i)).unwrap();
+        }
+        let cache = dispatcher.templates.lock().unwrap();
+        assert!(cache.compiled.len() <= TEMPLATE_CACHE_ENTRIES);
+        assert_eq!(
+            cache.key_bytes,
+            cache.compiled.keys().map(String::len).sum::<usize>()
+        );
+        drop(cache);
+        assert!(
+            dispatcher
+                .compiled("{not json")
+                .unwrap_err()
+                .starts_with("stored message unreadable")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claim_larger_than_one_statement_records_every_send_and_attempt() {
+        for db in test_databases().await {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let app = axum::Router::new().fallback(|| async { "ok" });
+                axum::serve(listener, app).await
+            });
+            let clock = ManualClock::new(Utc::now().trunc_subsecs(3));
+            let ws = WorkspaceId::generate();
+            let count = 2 * RECORD_CHUNK + 100;
+            // Two messages, so the compiled-message cache serves more than one.
+            let sends = (0..count)
+                .map(|i| NewSend {
+                    workspace_id: ws.clone(),
+                    source_kind: SourceKind::Test,
+                    source_id: None,
+                    source_name: None,
+                    recipient: None,
+                    message: WebhookMessage {
+                        method: Method::Post,
+                        url: format!("http://{addr}/hook/{}", i % 2),
+                        headers: Vec::new(),
+                        body: Body::Pairs {
+                            pairs: vec![("n".into(), "{{${n}}}".into())],
+                        },
+                    },
+                    context: RenderContext::new().with_user_attribute("n", i.to_string()),
+                    due_at: None,
+                    tracking: Default::default(),
+                })
+                .collect();
+            domain::outbox::enqueue(&db, sends, clock.now())
+                .await
+                .unwrap();
+            let dispatcher = Arc::new(Dispatcher::new(
+                db.clone(),
+                WebhookClient::new(&delivery(true)),
+                RetryPolicy::default(),
+                Arc::new(clock.clone()),
+                DispatchSettings {
+                    batch_size: count,
+                    concurrency: 64,
+                    per_host_concurrency: 64,
+                    ..DispatchSettings::default()
+                },
+            ));
+            assert_eq!(dispatcher.tick().await.unwrap(), count);
+            assert_eq!(
+                dispatcher.tick().await.unwrap(),
+                0,
+                "nothing is left pending"
+            );
+            let rows = webhook_send::Entity::find().all(&db).await.unwrap();
+            assert_eq!(rows.len(), count);
+            for row in rows {
+                assert_eq!(row.status, "delivered");
+                assert_eq!(row.attempts, 1);
+                assert_eq!(row.lease_until, None);
+                assert_eq!(row.host.as_deref(), Some("127.0.0.1"));
+                // Each send rendered its own context into its own message.
+                let request: RenderedRequest =
+                    serde_json::from_str(row.request.as_deref().unwrap()).unwrap();
+                let body: serde_json::Value =
+                    serde_json::from_str(request.body.as_deref().unwrap()).unwrap();
+                let n: usize = body["n"].as_str().unwrap().parse().unwrap();
+                assert!(request.url.ends_with(&format!("/hook/{}", n % 2)));
+            }
+            let attempts = webhook_attempt::Entity::find().count(&db).await.unwrap();
+            assert_eq!(attempts as usize, count);
+        }
+    }
 }
