@@ -16,8 +16,8 @@ use domain::{CampaignId, WorkspaceId};
 use serde_json::{Map, Value, json};
 
 use super::messages::{
-    braze_error, campaign_id, flag, opt_str, schedule_answer, schedule_id, schedule_object,
-    send_tag,
+    TriggerTargetBody, braze_error, campaign_id, listed_recipient, opt_str, schedule_answer,
+    schedule_id, schedule_object, send_tag, trigger_target,
 };
 use super::users::json_body;
 use super::{ApiCaller, ApiError};
@@ -50,48 +50,15 @@ fn trigger_request(body: &Value) -> Result<TriggerRequest, ApiError> {
             "trigger_properties: must be at most 50 KB",
         ));
     }
-    let broadcast = flag(body, "broadcast")?;
-    let recipients = match body.get("recipients") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(items),
-        Some(_) => return Err(ApiError::bad_request("recipients: must be an array")),
-    };
-    let target = match (recipients, broadcast) {
-        (Some(_), true) => {
-            return Err(ApiError::bad_request(
-                "broadcast: cannot be true when recipients are listed",
-            ));
-        }
-        (None, false) => {
-            return Err(ApiError::BadRequest {
-                message: "No Recipients".into(),
-                errors: vec![
-                    "give recipients, or broadcast: true to reach the campaign's whole audience"
-                        .into(),
-                ],
-            });
-        }
-        (None, true) => {
-            let audience = match body.get("audience").filter(|a| !a.is_null()) {
-                None => None,
-                Some(a) => Some(domain::segment::from_connected_audience(a)?),
-            };
-            TriggerTarget::Broadcast { audience }
-        }
-        (Some(items), false) => {
-            if items.len() > domain::messaging::MAX_LISTED_RECIPIENTS {
-                return Err(ApiError::BadRequest {
-                    message: "The max number of external_ids and aliases per request was exceeded"
-                        .into(),
-                    errors: vec!["recipients: at most 50 per request".into()],
-                });
-            }
-            let mut recipients = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                recipients.push(trigger_recipient(i, item)?);
-            }
-            TriggerTarget::Recipients { recipients }
-        }
+    let target = match trigger_target(body, "the campaign's whole audience")? {
+        TriggerTargetBody::Broadcast(audience) => TriggerTarget::Broadcast { audience },
+        TriggerTargetBody::Recipients(items) => TriggerTarget::Recipients {
+            recipients: items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| trigger_recipient(i, item))
+                .collect::<Result<_, _>>()?,
+        },
     };
     Ok(TriggerRequest {
         target,
@@ -101,66 +68,15 @@ fn trigger_request(body: &Value) -> Result<TriggerRequest, ApiError> {
 }
 
 fn trigger_recipient(i: usize, item: &Value) -> Result<TriggerRecipient, ApiError> {
-    let at = |field: &str| format!("recipients[{i}].{field}");
-    if !item.is_object() {
-        return Err(ApiError::bad_request(format!(
-            "recipients[{i}]: must be an object"
-        )));
-    }
-    if item.get("user_alias").is_some_and(|a| !a.is_null()) {
-        return Err(ApiError::bad_request(format!(
-            "{}: sending to aliases is not supported yet; use external_user_id",
-            at("user_alias")
-        )));
-    }
-    if item.get("email").is_some_and(|a| !a.is_null()) {
-        return Err(ApiError::bad_request(format!(
-            "{}: sending by email address is not supported; use external_user_id",
-            at("email")
-        )));
-    }
-    let external_user_id = item
-        .get("external_user_id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{}: is required (a string)",
-                at("external_user_id")
-            ))
-        })?
-        .to_string();
-    let send_to_existing_only = match item.get("send_to_existing_only") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(ApiError::bad_request(format!(
-                "{}: must be true or false",
-                at("send_to_existing_only")
-            )));
-        }
-    };
-    let attributes = match item.get("attributes") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(map.clone()),
-        Some(_) => {
-            return Err(ApiError::bad_request(format!(
-                "{}: must be an object of user attributes",
-                at("attributes")
-            )));
-        }
-    };
-    if !send_to_existing_only && attributes.is_none() {
-        return Err(ApiError::bad_request(format!(
-            "{}: is required when send_to_existing_only is false",
-            at("attributes")
-        )));
-    }
+    let listed = listed_recipient(i, item)?;
     Ok(TriggerRecipient {
-        external_user_id,
-        trigger_properties: object(item.get("trigger_properties"), &at("trigger_properties"))?,
-        send_to_existing_only,
-        attributes,
+        external_user_id: listed.external_user_id,
+        trigger_properties: object(
+            item.get("trigger_properties"),
+            &format!("recipients[{i}].trigger_properties"),
+        )?,
+        send_to_existing_only: listed.send_to_existing_only,
+        attributes: listed.attributes,
     })
 }
 

@@ -16,7 +16,10 @@ use domain::canvas::{
 use domain::{CanvasId, WorkspaceId};
 use serde_json::{Map, Value, json};
 
-use super::messages::{braze_error, flag, opt_str, schedule_answer, schedule_id, schedule_object};
+use super::messages::{
+    TriggerTargetBody, braze_error, listed_recipient, opt_str, schedule_answer, schedule_id,
+    schedule_object, trigger_target,
+};
 use super::users::json_body;
 use super::{ApiCaller, ApiError};
 use crate::AppState;
@@ -68,100 +71,26 @@ fn trigger_request(body: &Value) -> Result<CanvasTriggerRequest, ApiError> {
     if serde_json::to_string(&context).map_or(0, |s| s.len()) > MAX_CONTEXT {
         return Err(ApiError::bad_request("context: must be at most 50 KB"));
     }
-    let broadcast = flag(body, "broadcast")?;
-    let recipients = match body.get("recipients") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(items),
-        Some(_) => return Err(ApiError::bad_request("recipients: must be an array")),
-    };
-    let target = match (recipients, broadcast) {
-        (Some(_), true) => {
-            return Err(ApiError::bad_request(
-                "broadcast: cannot be true when recipients are listed",
-            ));
-        }
-        (None, false) => {
-            return Err(ApiError::BadRequest {
-                message: "No Recipients".into(),
-                errors: vec![
-                    "give recipients, or broadcast: true to enter the Canvas's whole audience"
-                        .into(),
-                ],
-            });
-        }
-        (None, true) => {
-            let audience = match body.get("audience").filter(|a| !a.is_null()) {
-                None => None,
-                Some(a) => Some(domain::segment::from_connected_audience(a)?),
-            };
-            CanvasTarget::Broadcast { audience }
-        }
-        (Some(items), false) => {
-            if items.len() > domain::messaging::MAX_LISTED_RECIPIENTS {
-                return Err(ApiError::BadRequest {
-                    message: "The max number of external_ids and aliases per request was exceeded"
-                        .into(),
-                    errors: vec!["recipients: at most 50 per request".into()],
-                });
-            }
-            let mut recipients = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                recipients.push(recipient(i, item)?);
-            }
-            CanvasTarget::Recipients { recipients }
-        }
+    let target = match trigger_target(body, "the Canvas's whole entry audience")? {
+        TriggerTargetBody::Broadcast(audience) => CanvasTarget::Broadcast { audience },
+        TriggerTargetBody::Recipients(items) => CanvasTarget::Recipients {
+            recipients: items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| recipient(i, item))
+                .collect::<Result<_, _>>()?,
+        },
     };
     Ok(CanvasTriggerRequest { target, context })
 }
 
 fn recipient(i: usize, item: &Value) -> Result<CanvasRecipient, ApiError> {
-    let at = format!("recipients[{i}].");
-    if !item.is_object() {
-        return Err(ApiError::bad_request(format!(
-            "recipients[{i}]: must be an object"
-        )));
-    }
-    for unsupported in ["user_alias", "email"] {
-        if item.get(unsupported).is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::bad_request(format!(
-                "{at}{unsupported}: not supported yet; use external_user_id"
-            )));
-        }
-    }
-    let external_user_id = item
-        .get("external_user_id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request(format!("{at}external_user_id: is required")))?
-        .to_string();
-    let send_to_existing_only = match item.get("send_to_existing_only") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(ApiError::bad_request(format!(
-                "{at}send_to_existing_only: must be true or false"
-            )));
-        }
-    };
-    let attributes = match item.get("attributes") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(map.clone()),
-        Some(_) => {
-            return Err(ApiError::bad_request(format!(
-                "{at}attributes: must be an object of user attributes"
-            )));
-        }
-    };
-    if !send_to_existing_only && attributes.is_none() {
-        return Err(ApiError::bad_request(format!(
-            "{at}attributes: is required when send_to_existing_only is false"
-        )));
-    }
+    let listed = listed_recipient(i, item)?;
     Ok(CanvasRecipient {
-        external_user_id,
-        context: context(item, &at)?,
-        send_to_existing_only,
-        attributes,
+        external_user_id: listed.external_user_id,
+        context: context(item, &format!("recipients[{i}]."))?,
+        send_to_existing_only: listed.send_to_existing_only,
+        attributes: listed.attributes,
     })
 }
 

@@ -12,7 +12,7 @@ use domain::messaging::{self, Audience};
 use domain::segment::Filter;
 use domain::webhook::WebhookMessage;
 use domain::{CampaignId, DomainError, ScheduleId, VariantId, WorkspaceId};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::users::json_body;
 use super::{ApiCaller, ApiError};
@@ -499,4 +499,120 @@ pub async fn scheduled_broadcasts(
         "message": "success",
         "scheduled_broadcasts": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
     })))
+}
+
+/// Who a trigger call (`/campaigns/trigger/send`, `/canvas/trigger/send`) reaches, as read from
+/// its `recipients`, `broadcast` and `audience` fields.
+pub(super) enum TriggerTargetBody<'a> {
+    /// Listed recipients (≤ 50), each still to be read with [`listed_recipient`].
+    Recipients(&'a [Value]),
+    /// The whole audience, optionally narrowed by a Connected Audience.
+    Broadcast(Option<Filter>),
+}
+
+/// Reads the target of a trigger call; `whole` names what `broadcast` reaches, for the error.
+pub(super) fn trigger_target<'a>(
+    body: &'a Value,
+    whole: &str,
+) -> Result<TriggerTargetBody<'a>, ApiError> {
+    let broadcast = flag(body, "broadcast")?;
+    let recipients = match body.get("recipients") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(items.as_slice()),
+        Some(_) => return Err(ApiError::bad_request("recipients: must be an array")),
+    };
+    match (recipients, broadcast) {
+        (Some(_), true) => Err(ApiError::bad_request(
+            "broadcast: cannot be true when recipients are listed",
+        )),
+        (None, false) => Err(ApiError::BadRequest {
+            message: "No Recipients".into(),
+            errors: vec![format!(
+                "give recipients, or broadcast: true to reach {whole}"
+            )],
+        }),
+        (None, true) => Ok(TriggerTargetBody::Broadcast(
+            match body.get("audience").filter(|a| !a.is_null()) {
+                None => None,
+                Some(a) => Some(domain::segment::from_connected_audience(a)?),
+            },
+        )),
+        (Some(items), false) if items.len() > messaging::MAX_LISTED_RECIPIENTS => {
+            Err(ApiError::BadRequest {
+                message: "The max number of external_ids and aliases per request was exceeded"
+                    .into(),
+                errors: vec!["recipients: at most 50 per request".into()],
+            })
+        }
+        (Some(items), false) => Ok(TriggerTargetBody::Recipients(items)),
+    }
+}
+
+/// The fields every listed trigger recipient has, whatever it triggers.
+pub(super) struct ListedRecipient {
+    pub external_user_id: String,
+    pub send_to_existing_only: bool,
+    pub attributes: Option<Map<String, Value>>,
+}
+
+/// Reads `recipients[i]`: an `external_user_id` (aliases and email addresses are refused with a
+/// clear error), `send_to_existing_only` (default true) and `attributes` (required when
+/// `send_to_existing_only` is false).
+pub(super) fn listed_recipient(i: usize, item: &Value) -> Result<ListedRecipient, ApiError> {
+    let at = |field: &str| format!("recipients[{i}].{field}");
+    if !item.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "recipients[{i}]: must be an object"
+        )));
+    }
+    for unsupported in ["user_alias", "email"] {
+        if item.get(unsupported).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::bad_request(format!(
+                "{}: not supported yet; use external_user_id",
+                at(unsupported)
+            )));
+        }
+    }
+    let external_user_id = item
+        .get("external_user_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{}: is required (a string)",
+                at("external_user_id")
+            ))
+        })?
+        .to_string();
+    let send_to_existing_only = match item.get("send_to_existing_only") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "{}: must be true or false",
+                at("send_to_existing_only")
+            )));
+        }
+    };
+    let attributes = match item.get("attributes") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map.clone()),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "{}: must be an object of user attributes",
+                at("attributes")
+            )));
+        }
+    };
+    if !send_to_existing_only && attributes.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "{}: is required when send_to_existing_only is false",
+            at("attributes")
+        )));
+    }
+    Ok(ListedRecipient {
+        external_user_id,
+        send_to_existing_only,
+        attributes,
+    })
 }
