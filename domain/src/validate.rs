@@ -101,3 +101,41 @@ mod tests {
         assert!(name("name", "abcdefghijk", 10).is_err());
     }
 }
+
+/// Tags as stored: trimmed, without repeats; at most `max_tags`, each 1 to `max_length`
+/// characters without control characters. Errors name the `tags` field.
+pub fn tags(
+    tags: &[String],
+    max_tags: usize,
+    max_length: usize,
+) -> Result<Vec<String>, DomainError> {
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = tag.trim();
+        if tag.is_empty() {
+            return Err(DomainError::invalid("tags", "a tag can't be empty"));
+        }
+        if tag.chars().count() > max_length {
+            return Err(DomainError::invalid(
+                "tags",
+                format!("a tag is at most {max_length} characters"),
+            ));
+        }
+        if tag.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                "tags",
+                "a tag can't contain control characters",
+            ));
+        }
+        if !out.iter().any(|t| t == tag) {
+            out.push(tag.to_owned());
+        }
+    }
+    if out.len() > max_tags {
+        return Err(DomainError::invalid(
+            "tags",
+            format!("at most {max_tags} tags"),
+        ));
+    }
+    Ok(out)
+}

@@ -911,7 +911,7 @@ fn checked(mut input: CampaignInput, existing: &[VariantId]) -> DomainResult<Cam
             format!("must be at most {MAX_DESCRIPTION_LENGTH} characters"),
         ));
     }
-    input.tags = checked_tags(&input.tags)?;
+    input.tags = validate::tags(&input.tags, MAX_TAGS, MAX_TAG_LENGTH)?;
     check_variants(&mut input, existing)?;
     check_delivery(&input)?;
     check_conversions(&mut input)?;
@@ -935,38 +935,6 @@ fn error_message(error: DomainError) -> String {
         DomainError::Invalid { message, .. } => message,
         other => other.to_string(),
     }
-}
-
-fn checked_tags(tags: &[String]) -> DomainResult<Vec<String>> {
-    let mut out: Vec<String> = Vec::with_capacity(tags.len());
-    for tag in tags {
-        let tag = tag.trim();
-        if tag.is_empty() {
-            return Err(DomainError::invalid("tags", "a tag can't be empty"));
-        }
-        if tag.chars().count() > MAX_TAG_LENGTH {
-            return Err(DomainError::invalid(
-                "tags",
-                format!("a tag is at most {MAX_TAG_LENGTH} characters"),
-            ));
-        }
-        if tag.chars().any(char::is_control) {
-            return Err(DomainError::invalid(
-                "tags",
-                "a tag can't contain control characters",
-            ));
-        }
-        if !out.iter().any(|t| t == tag) {
-            out.push(tag.to_owned());
-        }
-    }
-    if out.len() > MAX_TAGS {
-        return Err(DomainError::invalid(
-            "tags",
-            format!("at most {MAX_TAGS} tags"),
-        ));
-    }
-    Ok(out)
 }
 
 fn check_variants(input: &mut CampaignInput, existing: &[VariantId]) -> DomainResult<()> {

@@ -674,7 +674,7 @@ fn normalised(mut input: CanvasInput) -> DomainResult<CanvasInput> {
             format!("must be at most {MAX_DESCRIPTION_LENGTH} characters"),
         ));
     }
-    input.tags = checked_tags(&input.tags)?;
+    input.tags = validate::tags(&input.tags, MAX_TAGS, MAX_TAG_LENGTH)?;
     let definition = &mut input.definition;
     for (i, variant) in definition.variants.iter_mut().enumerate() {
         let name = variant.name.trim();
@@ -708,38 +708,6 @@ fn assign_variant_ids(variants: &mut [CanvasVariant]) {
         used.insert(id.clone());
         variant.id = Some(id);
     }
-}
-
-fn checked_tags(tags: &[String]) -> DomainResult<Vec<String>> {
-    let mut out: Vec<String> = Vec::with_capacity(tags.len());
-    for tag in tags {
-        let tag = tag.trim();
-        if tag.is_empty() {
-            return Err(DomainError::invalid("tags", "a tag can't be empty"));
-        }
-        if tag.chars().count() > MAX_TAG_LENGTH {
-            return Err(DomainError::invalid(
-                "tags",
-                format!("a tag is at most {MAX_TAG_LENGTH} characters"),
-            ));
-        }
-        if tag.chars().any(char::is_control) {
-            return Err(DomainError::invalid(
-                "tags",
-                "a tag can't contain control characters",
-            ));
-        }
-        if !out.iter().any(|t| t == tag) {
-            out.push(tag.to_owned());
-        }
-    }
-    if out.len() > MAX_TAGS {
-        return Err(DomainError::invalid(
-            "tags",
-            format!("at most {MAX_TAGS} tags"),
-        ));
-    }
-    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
