@@ -64,44 +64,6 @@ pub fn name(field: &'static str, text: &str, max: usize) -> Result<String, Domai
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emails_are_normalised_and_bad_ones_name_the_field() {
-        assert_eq!(
-            email("email", "  Ada@Example.COM ").unwrap(),
-            "ada@example.com"
-        );
-        for bad in [
-            "",
-            "ada",
-            "ada@",
-            "@example.com",
-            "ada@example",
-            "a b@example.com",
-            "a@b@c.com",
-        ] {
-            let err = email("email", bad).unwrap_err();
-            assert_eq!(err.field(), Some("email"), "{bad}");
-        }
-    }
-
-    #[test]
-    fn passwords_need_eight_characters() {
-        assert!(password("password", "1234567").is_err());
-        assert!(password("password", "12345678").is_ok());
-    }
-
-    #[test]
-    fn names_are_trimmed_and_bounded() {
-        assert_eq!(name("name", "  Acme ", 10).unwrap(), "Acme");
-        assert!(name("name", "   ", 10).is_err());
-        assert!(name("name", "abcdefghijk", 10).is_err());
-    }
-}
-
 /// Tags as stored: trimmed, without repeats; at most `max_tags`, each 1 to `max_length`
 /// characters without control characters. Errors name the `tags` field.
 pub fn tags(
@@ -138,4 +100,42 @@ pub fn tags(
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_bad_ones_name_the_field() {
+        assert_eq!(
+            email("email", "  Ada@Example.COM ").unwrap(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.com",
+        ] {
+            let err = email("email", bad).unwrap_err();
+            assert_eq!(err.field(), Some("email"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_need_eight_characters() {
+        assert!(password("password", "1234567").is_err());
+        assert!(password("password", "12345678").is_ok());
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(name("name", "  Acme ", 10).unwrap(), "Acme");
+        assert!(name("name", "   ", 10).is_err());
+        assert!(name("name", "abcdefghijk", 10).is_err());
+    }
 }
