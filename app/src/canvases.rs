@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::campaigns::{FieldError, SegmentOption, TriggerDraft};
+use crate::campaigns::{ConversionDraft, FieldError, SegmentOption, TriggerDraft};
 use crate::segments::FilterDraft;
 use crate::webhooks::MessageDraft;
 
@@ -512,6 +512,8 @@ pub struct CanvasDraft {
     pub settings: CanvasSettingsDraft,
     pub variants: Vec<PathVariantDraft>,
     pub control_percent: String,
+    /// Conversion events (at most 4); the first is primary.
+    pub conversions: Vec<ConversionDraft>,
     pub steps: Vec<StepDraft>,
 }
 
@@ -533,6 +535,7 @@ impl Default for CanvasDraft {
                 first_step: None,
             }],
             control_percent: "0".into(),
+            conversions: Vec::new(),
             steps: Vec::new(),
         }
     }
@@ -731,6 +734,8 @@ pub struct StepStatsView {
     pub errors: u64,
     pub aborted: u64,
     pub exited: u64,
+    /// Journeys that performed the primary conversion event after entering the step.
+    pub converted: u64,
     pub branches: Vec<(String, u64)>,
 }
 
@@ -751,6 +756,11 @@ pub struct CanvasReport {
     pub sends: u64,
     pub delivered: u64,
     pub errors: u64,
+    /// Journeys entered in the period that performed the primary conversion event in its window.
+    pub conversions: u64,
+    /// The primary conversion event as people read it (“upgrade within 3 days”); `None` when the
+    /// Canvas has none, and then no conversion figure is shown.
+    pub primary_conversion: Option<String>,
     pub series: Vec<CanvasSeriesPoint>,
     pub series_title: String,
     /// In the order of the flow.
@@ -761,6 +771,35 @@ impl CanvasReport {
     pub fn step(&self, id: &str) -> Option<&StepStatsView> {
         self.steps.iter().find(|s| s.step_id == id)
     }
+}
+
+/// `part` of `whole` as a percentage with one decimal (`25.0%`), or `–` when `whole` is 0.
+pub fn rate(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "–".into()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+/// A conversion event as people read it: “performs “upgrade” within 3 days”.
+pub fn describe_conversion(conversion: &ConversionDraft) -> String {
+    let what = match (
+        conversion.trigger.kind.as_str(),
+        conversion.trigger.name.trim(),
+    ) {
+        ("purchase", "") => "makes any purchase".to_string(),
+        ("purchase", product) => format!("buys “{product}”"),
+        (_, "") => "performs a custom event (not named yet)".to_string(),
+        (_, name) => format!("performs “{name}”"),
+    };
+    let amount = conversion.window.trim();
+    let unit = if amount == "1" {
+        conversion.window_unit.trim_end_matches('s')
+    } else {
+        conversion.window_unit.as_str()
+    };
+    format!("{what} within {amount} {unit}")
 }
 
 /// One step of a user's journeys, for the profile page.
@@ -810,7 +849,9 @@ pub fn same_branch(stat: &str, label: &str) -> bool {
 #[cfg(feature = "ssr")]
 mod convert {
     use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
-    use domain::campaign::{AudienceSpec, PropertyFilter, Recurrence, Schedule, Trigger};
+    use domain::campaign::{
+        AudienceSpec, Conversion, PropertyFilter, Recurrence, Schedule, Trigger,
+    };
     use domain::canvas::{
         ActionPath, AudiencePath, Canvas, CanvasInput, CanvasSettings, CanvasVariant,
         ContextVariable, Definition, DelaySpec, Entry, EntryLimit, ExitCriteria, ExperimentPath,
@@ -1606,6 +1647,22 @@ mod convert {
                 "control_percent".into(),
                 "a whole number from 0 to 100",
             )?,
+            conversions: draft
+                .conversions
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let amount: u64 = number(
+                        &c.window,
+                        format!("conversions[{i}].window_seconds"),
+                        "a whole number",
+                    )?;
+                    Ok(Conversion {
+                        trigger: trigger(&c.trigger, &format!("conversions[{i}].trigger"))?,
+                        window_seconds: amount.saturating_mul(seconds_per(&c.window_unit)),
+                    })
+                })
+                .collect::<Checked<_>>()?,
             steps: draft
                 .steps
                 .iter()
@@ -1668,6 +1725,19 @@ mod convert {
                 })
                 .collect(),
             control_percent: d.control_percent.to_string(),
+            conversions: d
+                .conversions
+                .iter()
+                .map(|c| {
+                    let (window, window_unit) =
+                        split_seconds(c.window_seconds, &["days", "hours", "minutes"]);
+                    ConversionDraft {
+                        trigger: trigger_draft(&c.trigger),
+                        window,
+                        window_unit,
+                    }
+                })
+                .collect(),
             steps: d.steps.iter().map(step_draft).collect(),
         }
     }
@@ -1745,6 +1815,26 @@ mod convert {
                     _ => {}
                 }
             }
+            draft.conversions = vec![
+                ConversionDraft {
+                    trigger: TriggerDraft {
+                        kind: "custom_event".into(),
+                        name: "upgrade".into(),
+                        filters: Vec::new(),
+                    },
+                    window: "3".into(),
+                    window_unit: "days".into(),
+                },
+                ConversionDraft {
+                    trigger: TriggerDraft {
+                        kind: "purchase".into(),
+                        name: String::new(),
+                        filters: Vec::new(),
+                    },
+                    window: "90".into(),
+                    window_unit: "minutes".into(),
+                },
+            ];
             draft
         }
 
@@ -1789,6 +1879,27 @@ mod convert {
             assert_eq!(back.steps, expected);
             assert_eq!(back.entry, draft.entry);
             assert_eq!(back.variants, draft.variants);
+            assert_eq!(back.conversions, draft.conversions);
+        }
+
+        #[test]
+        fn conversion_windows_are_read_in_their_unit_and_named_when_unreadable() {
+            let draft = flow();
+            let definition = to_definition(&draft).expect("valid draft");
+            assert_eq!(definition.conversions[0].window_seconds, 3 * 86_400);
+            assert_eq!(
+                definition.conversions[1].trigger,
+                Trigger::Purchase { product_id: None }
+            );
+            assert_eq!(definition.conversions[1].window_seconds, 90 * 60);
+            let mut draft = flow();
+            draft.conversions[1].window = "soon".into();
+            let problem = to_input(&draft).unwrap_err();
+            assert_eq!(problem.field, "conversions[1].window_seconds");
+            assert_eq!(
+                describe_conversion(&draft.conversions[0]),
+                "performs “upgrade” within 3 days"
+            );
         }
 
         #[test]
@@ -1992,6 +2103,7 @@ async fn report(
                 errors: s.errors,
                 aborted: s.aborted,
                 exited: s.exited,
+                converted: s.converted,
                 branches: s.branches.clone(),
             }
         })
@@ -2022,6 +2134,8 @@ async fn report(
         sends: stats.steps.iter().map(|s| s.sent).sum(),
         delivered: stats.steps.iter().map(|s| s.delivered).sum(),
         errors: stats.steps.iter().map(|s| s.errors).sum(),
+        conversions: stats.conversions,
+        primary_conversion: draft.conversions.first().map(describe_conversion),
         series,
         series_title: format!("Entries and sends {title}"),
         steps,

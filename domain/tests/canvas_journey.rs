@@ -88,6 +88,7 @@ fn definition(entry: Entry, first: &str, steps: Vec<Step>) -> Definition {
             first_step: next(first),
         }],
         control_percent: 0,
+        conversions: Vec::new(),
         steps,
     }
 }

@@ -113,6 +113,7 @@ fn definition() -> Definition {
         settings: CanvasSettings::default(),
         variants: vec![variant("Main", 100, "welcome")],
         control_percent: 0,
+        conversions: Vec::new(),
         steps: vec![
             send("welcome", next("wait")),
             wait("wait", 86_400, next("split")),

@@ -1,8 +1,10 @@
 // Canvases as a new user builds them: an action-based journey "on custom event signup → Message
 // welcome → Delay 1 minute → Decision Split plan = pro → Message A / Message B" drawn in the
 // builder's flow diagram and launched; users tracked over the REST API enter it and receive their
-// personalised welcome webhook at a real local receiver. A second, API-triggered Canvas renders
-// the `context` of /api/canvas/trigger/send in its Message step.
+// personalised welcome webhook at a real local receiver. Its conversion event, added in Basics,
+// survives a reload, and a user who then performs it shows as converted in the report and on the
+// diagram. A second, API-triggered Canvas renders the `context` of /api/canvas/trigger/send in its
+// Message step.
 //
 // The one-minute Delay cannot be waited out here (herald has no way to move time, and the test does
 // not fake it); the Delay → Decision Split → A/B part is covered by the domain's journey tests with
@@ -112,6 +114,29 @@ test('an action-based Canvas on the custom event signup is saved as a draft', as
   onboardingUrl = page.url().replace(/\?.*$/, '');
   await page.locator('#canvas-title', { hasText: 'Onboarding' }).waitFor();
   assert.equal(await page.locator('#entry-action').getByLabel('Event name').inputValue(), 'signup');
+});
+
+test('a conversion event added in Basics survives a reload', async () => {
+  await page.getByRole('tab', { name: /Basics/ }).click();
+  const card = page.locator('#canvas-conversions');
+  await card.getByRole('button', { name: '+ Conversion event' }).click();
+  const row = card.locator('.conversion-row').first();
+  await row.getByLabel('Event name').fill('upgrade');
+  await row.getByLabel('Window', { exact: true }).fill('2');
+  await row.getByLabel('Window unit').selectOption('days');
+  await page.locator('#panel-basics').getByRole('button', { name: 'Save draft' }).click();
+  await page.locator('#panel-basics').getByRole('status').filter({ hasText: 'Saved' }).waitFor();
+
+  await page.goto(`${onboardingUrl}?tab=basics`);
+  await hydrated(page);
+  const saved = page.locator('#canvas-conversions .conversion-row');
+  assert.equal(await saved.count(), 1);
+  assert.equal(await saved.getByLabel('Trigger kind').inputValue(), 'custom_event');
+  assert.equal(await saved.getByLabel('Event name').inputValue(), 'upgrade');
+  assert.equal(await saved.getByLabel('Window', { exact: true }).inputValue(), '2');
+  assert.equal(await saved.getByLabel('Window unit').inputValue(), 'days');
+  await page.getByRole('tab', { name: /Summary/ }).click();
+  await page.locator('#summary-conversions', { hasText: 'performs “upgrade” within 2 days' }).waitFor();
 });
 
 test('the flow is drawn step by step with the + buttons, and problems show on the cards', async () => {
@@ -226,6 +251,24 @@ test('the report and the diagram count the entries and sends', async () => {
   await hydrated(page);
   await page.locator('.step-card', { hasText: 'Welcome' }).locator('.card-stats', { hasText: '2 entered · 2 sent' }).waitFor();
   await page.locator('.step-card[data-kind="delay"] .card-stats', { hasText: '2 entered' }).waitFor();
+});
+
+test('a user performing the conversion event shows as converted in the report and on the diagram', async () => {
+  await track({ events: [{ external_id: 'ada', name: 'upgrade', time: new Date().toISOString() }] });
+  await page.goto(`${onboardingUrl}/report`);
+  await hydrated(page);
+  await page.locator('#total-conversions', { hasText: /^1$/ }).waitFor();
+  assert.equal(await page.locator('#total-conversion-rate').innerText(), '50.0%');
+  await page.locator('#primary-conversion', { hasText: 'performs “upgrade” within 2 days' }).waitFor();
+  const welcome = page.locator('#step-stats tr', { hasText: 'Welcome' });
+  assert.equal(await welcome.locator('.step-converted').innerText(), '1');
+
+  await page.goto(`${onboardingUrl}?tab=build`);
+  await hydrated(page);
+  const card = page.locator('.step-card', { hasText: 'Welcome' });
+  await card.locator('.card-stats', { hasText: '2 entered · 2 sent · 1 converted' }).waitFor();
+  await card.click();
+  await page.locator('#step-panel .step-converted', { hasText: '1 (50.0% of entries)' }).waitFor();
 });
 
 test('a user’s profile lists their Canvas journey', async () => {

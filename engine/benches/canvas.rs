@@ -91,6 +91,7 @@ fn definition(sink: std::net::SocketAddr) -> Definition {
             first_step: next("welcome"),
         }],
         control_percent: 0,
+        conversions: Vec::new(),
         steps: vec![
             step(
                 "welcome",

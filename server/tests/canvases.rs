@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestApp, next_webhook as next, receiver, spawn_app_with};
+use domain::Clock;
 use migrations::testing::test_databases;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -199,5 +200,137 @@ async fn a_canvas_with_problems_shows_them_and_cannot_launch() {
         let (status, answer) =
             post(&app, &key, &format!("/v1/canvases/{id}/launch"), json!({})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn conversions_are_kept_with_the_definition_and_counted_per_canvas_and_per_step() {
+    for (app, key) in app_with_key().await {
+        let (url, mut rx) = receiver().await;
+        let (status, answer) = post(
+            &app,
+            &key,
+            "/users/track",
+            json!({"attributes": [{"external_id": "u1", "first_name": "Ada"}, {"external_id": "u2", "first_name": "Bob"}]}),
+        )
+        .await;
+        assert!(status.is_success(), "{answer}");
+
+        // Conversion events are checked at launch like the rest of the definition.
+        let mut broken = api_canvas(&url);
+        broken["definition"]["conversions"] = json!([
+            { "trigger": { "kind": "custom_event", "name": "upgrade" }, "window_seconds": 0 }
+        ]);
+        let (status, created) = post(&app, &key, "/v1/canvases", broken).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let broken_id = created["canvas"]["id"].as_str().unwrap();
+        let (_, found) = get(&app, &key, &format!("/v1/canvases/{broken_id}")).await;
+        assert!(
+            found["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["field"] == "conversions[0].window_seconds"),
+            "{found}"
+        );
+        let (status, answer) = post(
+            &app,
+            &key,
+            &format!("/v1/canvases/{broken_id}/launch"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+        let mut definition = api_canvas(&url);
+        definition["definition"]["conversions"] = json!([
+            { "trigger": { "kind": "custom_event", "name": "upgrade" }, "window_seconds": 86_400 },
+            { "trigger": { "kind": "purchase" }, "window_seconds": 3_600 }
+        ]);
+        let id = launched(&app, &key, definition).await;
+        let (_, found) = get(&app, &key, &format!("/v1/canvases/{id}")).await;
+        assert_eq!(
+            found["canvas"]["draft"]["conversions"][0]["trigger"]["name"],
+            "upgrade"
+        );
+        let (_, details) = get(&app, &key, &format!("/canvas/details?canvas_id={id}")).await;
+        assert_eq!(
+            details["conversion_behaviors"],
+            json!([
+                { "type": "Performs Custom Event", "custom_event_name": "upgrade", "window": 86_400 },
+                { "type": "Makes Any Purchase", "window": 3_600 }
+            ])
+        );
+
+        let (status, answer) = post(
+            &app,
+            &key,
+            "/canvas/trigger/send",
+            json!({
+                "canvas_id": id,
+                "recipients": [{ "external_user_id": "u1" }, { "external_user_id": "u2" }]
+            }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        next(&mut rx).await;
+        next(&mut rx).await;
+        // An hour later Ada upgrades twice (one conversion); Bob only buys, which is not the
+        // primary event.
+        app.clock.advance(chrono::Duration::hours(1));
+        let time = app.clock.now().to_rfc3339();
+        let (status, answer) = post(
+            &app,
+            &key,
+            "/users/track",
+            json!({
+                "events": [
+                    { "external_id": "u1", "name": "upgrade", "time": time },
+                    { "external_id": "u1", "name": "upgrade", "time": time }
+                ],
+                "purchases": [
+                    { "external_id": "u2", "product_id": "socks", "currency": "EUR", "price": 3, "time": time }
+                ]
+            }),
+        )
+        .await;
+        assert!(status.is_success(), "{answer}");
+        assert_eq!(answer["events_processed"], 2, "{answer}");
+        assert_eq!(answer["purchases_processed"], 1, "{answer}");
+
+        let (status, series) = get(
+            &app,
+            &key,
+            &format!("/canvas/data_series?canvas_id={id}&length=7"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{series}");
+        let data = &series["data"];
+        assert_eq!(data["totals"]["entries"], 2, "{series}");
+        assert_eq!(data["totals"]["conversions"], 1, "{series}");
+        let buckets = data["stats"].as_array().unwrap();
+        let sum = |field: &str| -> u64 {
+            buckets
+                .iter()
+                .map(|b| b["total_stats"][field].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (
+                sum("entries"),
+                sum("conversions"),
+                sum("conversions_by_entry_time")
+            ),
+            (2, 1, 1),
+            "{series}"
+        );
+        assert_eq!(data["steps"][0]["step_id"], "hello");
+        assert_eq!(data["steps"][0]["entered"], 2);
+        assert_eq!(data["steps"][0]["converted"], 1, "{series}");
+
+        let (status, stats) = get(&app, &key, &format!("/v1/canvases/{id}/stats")).await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        assert_eq!(stats["stats"]["conversions"], 1, "{stats}");
+        assert_eq!(stats["stats"]["steps"][0]["converted"], 1, "{stats}");
     }
 }

@@ -18,14 +18,15 @@ use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
 use crate::api::error_text;
 use crate::campaigns::{
-    EstimateCampaignReach, FieldError, PropertyFilterDraft, SegmentOption, TriggerDraft,
+    ConversionDraft, EstimateCampaignReach, FieldError, PropertyFilterDraft, SegmentOption,
+    TriggerDraft,
 };
 use crate::canvases::{
     ActionPathDraft, AudiencePathDraft, CanvasAction, CanvasDetails, CanvasDraft, CanvasReport,
     CanvasSaveOutcome, CanvasSeriesPoint, CanvasSummary, CheckCanvas, ContextVariableDraft,
     ExperimentPathDraft, JourneyRow, PathVariantDraft, ProblemView, STEP_TYPES, SaveCanvas, Slot,
-    StepDraft, StepKindDraft, StepStatsView, get_canvas, get_canvas_report, get_canvas_summary,
-    list_canvases, same_branch, type_label,
+    StepDraft, StepKindDraft, StepStatsView, describe_conversion, get_canvas, get_canvas_report,
+    get_canvas_summary, list_canvases, rate, same_branch, type_label,
 };
 use crate::components::{EmptyState, ErrorPanel, FormError, Loading, last_error};
 use crate::pages::composer::{Composer, ComposerState};
@@ -1247,7 +1248,7 @@ fn tab_of(field: &str) -> &'static str {
         "settings"
     } else if field.starts_with("steps") {
         "build"
-    } else if matches!(field, "name" | "description" | "tags") {
+    } else if matches!(field, "name" | "description" | "tags") || field.starts_with("conversions") {
         "basics"
     } else {
         "summary"
@@ -1651,6 +1652,73 @@ fn BasicsTab(ctx: Ctx) -> impl IntoView {
                     <FieldMsg errors field="tags"/>
                 </div>
             </div>
+        </section>
+        <ConversionEditor ctx/>
+    }
+}
+
+/// The most conversion events a Canvas has (Braze's limit).
+const MAX_CONVERSIONS: usize = 4;
+
+/// Conversion event `i` of the list (a default one once it is gone: a row being removed may
+/// still be read once).
+fn conversion_at(list: Lens<Vec<ConversionDraft>>, i: usize) -> Lens<ConversionDraft> {
+    list.map(
+        move |l| l.get(i).cloned().unwrap_or_else(new_conversion),
+        move |l, value| {
+            if let Some(slot) = l.get_mut(i) {
+                *slot = value;
+            }
+        },
+    )
+}
+
+/// What “+ Conversion event” adds: a custom event to name, within 3 days (Braze's default).
+fn new_conversion() -> ConversionDraft {
+    ConversionDraft {
+        trigger: TriggerDraft::default(),
+        window: "3".into(),
+        window_unit: "days".into(),
+    }
+}
+
+/// The Canvas's conversion events, as the campaign builder edits a campaign's: up to 4, each a
+/// custom event or a purchase within a window; the first is primary.
+#[component]
+fn ConversionEditor(ctx: Ctx) -> impl IntoView {
+    let (readonly, errors) = (ctx.readonly, ctx.errors);
+    let conversions = field!(ctx.root, conversions);
+    view! {
+        <section class="card" id="canvas-conversions">
+            <h2>"Conversion events"</h2>
+            <p class="hint">"A user converts by doing this within the window after entering the Canvas; each step they went through before it counts the conversion. The first one is primary: it is the one the analytics count. Up to 4."</p>
+            <div class="rows-editor">
+                <For each=move || 0..conversions.with(Vec::len) key=|i| *i let:i>
+                    {
+                        let row = conversion_at(conversions, i);
+                        let window = field!(row, window);
+                        let unit = field!(row, window_unit);
+                        view! {
+                            <div class="seg-condition conversion-row" data-index=i>
+                                {(i == 0).then(|| view! { <span class="badge muted">"Primary"</span> })}
+                                <TriggerEditor trigger=field!(row, trigger) readonly/>
+                                <span>"within"</span>
+                                <input type="number" aria-label="Window" min="1" prop:value=move || window.get() readonly=readonly
+                                    on:input=move |ev| window.set(event_target_value(&ev))/>
+                                {select_input(None, "Window unit", unit, readonly, &WINDOW_UNITS)}
+                                {remove_button(readonly, "Remove conversion event", move || conversions.update(|l| { if i < l.len() { l.remove(i); } }))}
+                            </div>
+                        }
+                    }
+                </For>
+                {(!readonly).then(|| view! {
+                    <Show when=move || conversions.with(Vec::len) < MAX_CONVERSIONS>
+                        <button type="button" class="small" id="add-conversion"
+                            on:click=move |_| conversions.update(|l| l.push(new_conversion()))>"+ Conversion event"</button>
+                    </Show>
+                })}
+            </div>
+            <FieldMsg errors field="conversions"/>
         </section>
     }
 }
@@ -2239,6 +2307,9 @@ fn node_view(ctx: Ctx, node: PlacedNode) -> AnyView {
             let stats = ctx
                 .report
                 .with_value(|r| r.as_ref().and_then(|r| r.step(&stats_id).cloned()));
+            let conversions = ctx
+                .report
+                .with_value(|r| r.as_ref().is_some_and(|r| r.primary_conversion.is_some()));
             view! {
                 <button type="button" class=format!("flow-node step-card kind-{}", node.type_name) style=style
                     data-step-id=id.clone() data-kind=node.type_name.clone()
@@ -2250,7 +2321,7 @@ fn node_view(ctx: Ctx, node: PlacedNode) -> AnyView {
                     <span class="card-type">{type_label(&node.type_name)}</span>
                     <span class="card-title">{node.title}</span>
                     <span class="node-summary">{node.summary}</span>
-                    {stats.map(|s| view! { <span class="card-stats">{stats_line(&s)}</span> })}
+                    {stats.map(|s| view! { <span class="card-stats">{stats_line(&s, conversions)}</span> })}
                     {move || {
                         let list = problems();
                         (!list.is_empty()).then(|| {
@@ -2269,7 +2340,8 @@ fn node_view(ctx: Ctx, node: PlacedNode) -> AnyView {
     }
 }
 
-fn stats_line(s: &StepStatsView) -> String {
+/// A step card's figures; `conversions` when the Canvas has a conversion event.
+fn stats_line(s: &StepStatsView, conversions: bool) -> String {
     let mut parts = vec![format!("{} entered", s.entered)];
     if s.kind == "message" {
         parts.push(format!("{} sent", s.sent));
@@ -2279,6 +2351,9 @@ fn stats_line(s: &StepStatsView) -> String {
     }
     if s.exited > 0 {
         parts.push(format!("{} exited", s.exited));
+    }
+    if conversions {
+        parts.push(format!("{} converted", s.converted));
     }
     parts.join(" · ")
 }
@@ -2353,6 +2428,9 @@ fn StepPanel(ctx: Ctx, id: String) -> impl IntoView {
     let stats = ctx
         .report
         .with_value(|r| r.as_ref().and_then(|r| r.step(&id).cloned()));
+    let conversions = ctx
+        .report
+        .with_value(|r| r.as_ref().is_some_and(|r| r.primary_conversion.is_some()));
     let single_next = matches!(type_name, "message" | "delay" | "user_update" | "context");
     let editor = match type_name {
         "message" => view! { <MessageEditor kind readonly/> }.into_any(),
@@ -2392,6 +2470,10 @@ fn StepPanel(ctx: Ctx, id: String) -> impl IntoView {
                         <dt>"Aborted"</dt><dd>{s.aborted}</dd>
                     })}
                     <dt>"Exited"</dt><dd>{s.exited}</dd>
+                    {conversions.then(|| view! {
+                        <dt>"Converted"</dt>
+                        <dd class="step-converted">{format!("{} ({} of entries)", s.converted, rate(s.converted, s.entered))}</dd>
+                    })}
                     {s.branches.iter().map(|(name, n)| view! { <dt>{name.clone()}</dt><dd>{*n}</dd> }).collect_view()}
                 </dl>
             })}
@@ -2805,6 +2887,14 @@ fn SummaryTab(ctx: Ctx) -> impl IntoView {
                 <dt>"Exit criteria"</dt><dd>{exit}</dd>
                 <dt>"Settings"</dt><dd>{settings}</dd>
                 <dt>"Variants"</dt><dd>{variants}</dd>
+                <dt>"Conversion events"</dt>
+                <dd id="summary-conversions">{move || d.with(|d| {
+                    if d.conversions.is_empty() {
+                        "none".to_string()
+                    } else {
+                        d.conversions.iter().map(describe_conversion).collect::<Vec<_>>().join("; ")
+                    }
+                })}</dd>
                 <dt>"Steps"</dt><dd id="summary-steps">{move || d.with(|d| d.steps.len())}</dd>
             </dl>
         </section>
@@ -2888,13 +2978,22 @@ fn ReportTotals(report: CanvasReport) -> impl IntoView {
                 {stat("sends", report.sends, "", "total-sends")}
                 {stat("delivered", report.delivered, "ok", "total-delivered")}
                 {stat("errors", report.errors, "bad", "total-errors")}
+                {report.primary_conversion.is_some().then(|| view! {
+                    {stat("conversions", report.conversions, "ok", "total-conversions")}
+                    <div class="stat"><span class="stat-value" id="total-conversion-rate">{rate(report.conversions, report.entries)}</span><span class="stat-label">"conversion rate"</span></div>
+                })}
             </div>
+            {match &report.primary_conversion {
+                Some(primary) => view! { <p class="hint" id="primary-conversion">{format!("Primary conversion event: {primary}, counted from entering the Canvas.")}</p> }.into_any(),
+                None => view! { <p class="hint" id="primary-conversion">"No conversion event: add one in the builder's Basics to count conversions."</p> }.into_any(),
+            }}
         </section>
     }
 }
 
 #[component]
 fn StepTable(report: CanvasReport) -> impl IntoView {
+    let conversions = report.primary_conversion.is_some();
     view! {
         <section class="card" id="step-stats">
             <h2>"Steps"</h2>
@@ -2907,7 +3006,9 @@ fn StepTable(report: CanvasReport) -> impl IntoView {
                             <tr>
                                 <th>"Step"</th><th>"Type"</th><th class="num">"Entered"</th><th class="num">"Sent"</th>
                                 <th class="num">"Delivered"</th><th class="num">"Errors"</th><th class="num">"Aborted"</th>
-                                <th class="num">"Exited"</th><th>"Branches"</th>
+                                <th class="num">"Exited"</th>
+                                {conversions.then(|| view! { <th class="num">"Converted"</th><th class="num">"Conversion rate"</th> })}
+                                <th>"Branches"</th>
                             </tr>
                         </thead>
                         <tbody>
@@ -2921,6 +3022,10 @@ fn StepTable(report: CanvasReport) -> impl IntoView {
                                     <td class="num">{s.errors}</td>
                                     <td class="num">{s.aborted}</td>
                                     <td class="num">{s.exited}</td>
+                                    {conversions.then(|| view! {
+                                        <td class="num step-converted">{s.converted}</td>
+                                        <td class="num">{rate(s.converted, s.entered)}</td>
+                                    })}
                                     <td>{s.branches.iter().map(|(b, n)| format!("{b}: {n}")).collect::<Vec<_>>().join(", ")}</td>
                                 </tr>
                             }).collect_view()}

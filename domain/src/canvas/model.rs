@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use crate::campaign::{AudienceSpec, Schedule, Trigger};
+use crate::campaign::{AudienceSpec, Conversion, Schedule, Trigger};
 use crate::segment::Filter;
 use crate::webhook::WebhookMessage;
 use crate::{CanvasId, JourneyId, SegmentId, VariantId};
@@ -292,6 +292,14 @@ pub struct Definition {
     pub variants: Vec<CanvasVariant>,
     #[serde(default)]
     pub control_percent: u8,
+    /// Conversion events (at most 4, each with a window of 1 second to 30 days); the first is
+    /// primary. A journey converts when its user performs the primary conversion event after
+    /// entering the Canvas and at most `window_seconds` after that entry; the analytics count it
+    /// once per journey however often the event is performed, and credit every step the journey
+    /// entered before the event (see [`StepStats::converted`]). Property filters of a custom-event
+    /// conversion are kept but not applied, as for campaigns.
+    #[serde(default)]
+    pub conversions: Vec<Conversion>,
     /// At most 200.
     #[serde(default)]
     pub steps: Vec<Step>,
@@ -368,6 +376,15 @@ pub struct StepStats {
     pub errors: u64,
     pub aborted: u64,
     pub exited: u64,
+    /// Journeys that entered the step in the period and whose user then performed the primary
+    /// conversion event: at or after entering the step, and within the conversion window counted
+    /// from entering the Canvas (so a journey counted here is a converted journey of the Canvas,
+    /// counted in [`CanvasStats::conversions`] of the period it entered in). Each such journey
+    /// counts once per step, however often the event is performed, and every step it went
+    /// through before converting is credited, not only the last one (Braze's step view credits
+    /// the most recent step received): the figures of the steps of one path can add up to more
+    /// than the Canvas's conversions. 0 when the Canvas has no conversion event.
+    pub converted: u64,
     /// Users per branch taken (splits and paths).
     pub branches: Vec<(String, u64)>,
 }
@@ -379,9 +396,26 @@ pub struct CanvasStats {
     pub in_progress: u64,
     pub finished: u64,
     pub exited: u64,
+    /// Journeys entered in the period whose user performed the primary conversion event within
+    /// its window after entering (control-group journeys included, as in `entries`); each counts
+    /// once. 0 when the Canvas has no conversion event.
+    pub conversions: u64,
     pub steps: Vec<StepStats>,
     /// (bucket start, entries, sends) per day or hour.
     pub series: Vec<(DateTime<Utc>, u64, u64)>,
+    /// Conversions per day or hour, only buckets with some, oldest first.
+    pub conversion_series: Vec<ConversionPoint>,
+}
+
+/// Conversions in one time bucket, counted two ways as in Braze's `data_series`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversionPoint {
+    pub time: DateTime<Utc>,
+    /// Journeys whose first qualifying conversion event happened in the bucket (and in the
+    /// period), whenever they entered.
+    pub conversions: u64,
+    /// Journeys entered in the bucket that converted (their sum is [`CanvasStats::conversions`]).
+    pub conversions_by_entry_time: u64,
 }
 
 /// One step of one user's journey, for the profile page.

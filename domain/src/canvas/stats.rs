@@ -2,26 +2,32 @@
 //! events, the journeys and the outbox.
 //!
 //! Every figure is a `GROUP BY` in the database (journeys on `canvas_journey_by_canvas`, step
-//! events on `canvas_step_event_by_step`, sends on `webhook_send_by_source`), so a Canvas of any
-//! size costs a handful of small result sets; time buckets are formatted by the database and
-//! parsed here, as for campaigns.
+//! events on `canvas_step_event_by_step`, sends on `webhook_send_by_source`, conversion events
+//! looked up per journey on `profile_event_by_profile` or `profile_purchase_by_profile`), so a
+//! Canvas of any size costs a handful of small result sets; time buckets are formatted by the
+//! database and parsed here, as for campaigns.
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement, Value,
 };
 
-use super::model::{CanvasStats, Definition, JourneyStep, StepId, StepKind, StepStats};
-use crate::campaign::Bucket;
+use super::model::{
+    CanvasStats, ConversionPoint, Definition, JourneyStep, StepId, StepKind, StepStats,
+};
+use crate::campaign::{Bucket, Conversion, Trigger};
 use crate::entity::{canvas, canvas_step_event, canvas_version};
 use crate::outbox::{SourceKind, status as send_status};
 use crate::{CanvasId, DomainError, DomainResult, JourneyId, ProfileId, WorkspaceId};
 
 /// The most journey steps [`user_journeys`] returns.
 const MAX_JOURNEY_STEPS: u64 = 500;
+/// How far before a period the conversion series looks for journeys whose window reaches into
+/// it (conversion windows are at most 30 days).
+const MAX_WINDOW_LOOKBACK_SECONDS: u64 = 31 * 86_400;
 
 /// Figures for `[since, until)`.
 ///
@@ -37,6 +43,14 @@ const MAX_JOURNEY_STEPS: u64 = 500;
 ///   `entries` and `finished`.
 /// - `series`: per hour or day (UTC), journeys entered and sends (`sent` step events); only
 ///   buckets with something in them, oldest first.
+/// - Conversions follow the current definition's primary conversion event (read at query time,
+///   so changing it re-reads the past, as for campaigns): a journey converts when its user
+///   performs the event (tracked custom event by name, or purchase of the product, or of any
+///   product) at or after entering the Canvas and at most the window after. `conversions`
+///   counts the journeys entered in the period that converted, each once; a step's `converted`
+///   counts the journeys that entered the step in the period and converted at or after entering
+///   it (see [`StepStats::converted`]); `conversion_series` buckets them by the time of the first
+///   qualifying event (within the period) and by entry time.
 pub async fn canvas_stats(
     db: &impl ConnectionTrait,
     ws: &WorkspaceId,
@@ -144,6 +158,25 @@ pub async fn canvas_stats(
             send_status::ABORTED => figures.aborted += n,
             _ => {}
         }
+    }
+
+    // Conversions of the primary conversion event.
+    if let Some(primary) = canvas.draft.conversions.first() {
+        let scope = Scope {
+            ws,
+            id,
+            since,
+            until,
+        };
+        for (step, n) in converted_per_step(db, &scope, primary).await? {
+            step_entry(&mut steps, step).converted += n;
+        }
+        stats.conversion_series = conversion_series(db, &scope, primary, bucket).await?;
+        stats.conversions = stats
+            .conversion_series
+            .iter()
+            .map(|p| p.conversions_by_entry_time)
+            .sum();
     }
 
     // The current definition's steps first, in its order, each with its branches in the
@@ -312,16 +345,7 @@ async fn series(
     bucket: Bucket,
 ) -> DomainResult<Vec<(DateTime<Utc>, u64, u64)>> {
     let backend = db.get_database_backend();
-    let label = |column: &str| match (backend, bucket) {
-        (DbBackend::Postgres, Bucket::Hour) => {
-            format!("to_char(date_trunc('hour', {column} AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24')")
-        }
-        (DbBackend::Postgres, Bucket::Day) => {
-            format!("to_char(date_trunc('day', {column} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')")
-        }
-        (_, Bucket::Hour) => format!("strftime('%Y-%m-%d %H', {column})"),
-        (_, Bucket::Day) => format!("strftime('%Y-%m-%d', {column})"),
-    };
+    let label = |column: &str| bucket_label(backend, bucket, column);
     let mut points: BTreeMap<DateTime<Utc>, (u64, u64)> = BTreeMap::new();
     let entered = format!(
         "SELECT {} AS bucket, COUNT(*) AS n FROM canvas_journey \
@@ -360,6 +384,221 @@ async fn series(
         .into_iter()
         .map(|(time, (entries, sends))| (time, entries, sends))
         .collect())
+}
+
+/// The SQL that formats `column` (a time; on SQLite also a Julian day number) as its bucket's
+/// label in UTC.
+fn bucket_label(backend: DbBackend, bucket: Bucket, column: &str) -> String {
+    match (backend, bucket) {
+        (DbBackend::Postgres, Bucket::Hour) => {
+            format!("to_char(date_trunc('hour', {column} AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24')")
+        }
+        (DbBackend::Postgres, Bucket::Day) => {
+            format!("to_char(date_trunc('day', {column} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')")
+        }
+        (_, Bucket::Hour) => format!("strftime('%Y-%m-%d %H', {column})"),
+        (_, Bucket::Day) => format!("strftime('%Y-%m-%d', {column})"),
+    }
+}
+
+/// The Canvas and period a conversion query reads.
+struct Scope<'a> {
+    ws: &'a WorkspaceId,
+    id: &'a CanvasId,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+}
+
+/// How to find a conversion event in SQL: the table of the user's tracked actions and the
+/// condition naming the event, with its value.
+struct ConversionEvent {
+    table: &'static str,
+    what: &'static str,
+    value: Option<Value>,
+    window_seconds: f64,
+}
+
+impl ConversionEvent {
+    fn of(conversion: &Conversion) -> Self {
+        let (table, what, value) = match &conversion.trigger {
+            Trigger::CustomEvent { name, .. } => (
+                "profile_event",
+                " AND e.name = ?",
+                Some(name.as_str().into()),
+            ),
+            Trigger::Purchase {
+                product_id: Some(product),
+            } => (
+                "profile_purchase",
+                " AND e.product_id = ?",
+                Some(product.as_str().into()),
+            ),
+            Trigger::Purchase { product_id: None } => ("profile_purchase", "", None),
+        };
+        Self {
+            table,
+            what,
+            value,
+            window_seconds: conversion.window_seconds as f64,
+        }
+    }
+
+    /// The conditions, on the event row `e`, that it was performed at or after `after` and at
+    /// most the window after the journey `j` entered; pushes their values in order.
+    ///
+    /// The window is per journey, so the arithmetic is the database's; SQLite keeps times as
+    /// text, which `julianday()` reads whatever its precision.
+    fn in_window(&self, backend: DbBackend, after: &str, values: &mut Vec<Value>) -> String {
+        if let Some(value) = &self.value {
+            values.push(value.clone());
+        }
+        values.push(self.window_seconds.into());
+        let what = self.what;
+        match backend {
+            DbBackend::Postgres => format!(
+                "{what} AND e.time >= {after} \
+                 AND e.time <= j.entered_at + (CAST(? AS DOUBLE PRECISION) * INTERVAL '1 second')"
+            ),
+            _ => format!(
+                "{what} AND julianday(e.time) >= julianday({after}) \
+                 AND julianday(e.time) <= julianday(j.entered_at) + ? / 86400.0"
+            ),
+        }
+    }
+
+    /// `EXISTS` an event of the user of journey `j` performed at or after `after`, within the
+    /// window.
+    fn exists(&self, backend: DbBackend, after: &str, values: &mut Vec<Value>) -> String {
+        let condition = self.in_window(backend, after, values);
+        format!(
+            "EXISTS (SELECT 1 FROM {} e \
+               WHERE e.workspace_id = j.workspace_id AND e.profile_id = j.profile_id{condition})",
+            self.table
+        )
+    }
+}
+
+/// Per step id: journeys that entered the step in the period and converted at or after
+/// entering it (each journey once per step).
+async fn converted_per_step(
+    db: &impl ConnectionTrait,
+    scope: &Scope<'_>,
+    primary: &Conversion,
+) -> DomainResult<Vec<(String, u64)>> {
+    let backend = db.get_database_backend();
+    let event = ConversionEvent::of(primary);
+    let mut values: Vec<Value> = vec![
+        scope.ws.as_str().into(),
+        scope.id.as_str().into(),
+        scope.since.into(),
+        scope.until.into(),
+    ];
+    let converted = event.exists(backend, "s.at", &mut values);
+    let sql = format!(
+        "SELECT s.step_id AS step_id, COUNT(DISTINCT s.journey_id) AS n \
+         FROM canvas_step_event s \
+         JOIN canvas_journey j ON j.workspace_id = s.workspace_id AND j.id = s.journey_id \
+         WHERE s.workspace_id = ? AND s.canvas_id = ? AND s.at >= ? AND s.at < ? \
+           AND s.kind = 'entered' AND s.step_id IS NOT NULL AND {converted} \
+         GROUP BY s.step_id"
+    );
+    let mut out = Vec::new();
+    for row in query(db, &sql, values).await? {
+        let Some(step) = row.try_get::<Option<String>>("", "step_id")? else {
+            continue;
+        };
+        out.push((step, count(row.try_get("", "n")?)));
+    }
+    Ok(out)
+}
+
+/// Converted journeys per bucket, by entry time (journeys entered in the period) and by the time
+/// of their first qualifying event (events in the period, of journeys entered in time for their
+/// window to reach it); only buckets with some, oldest first.
+async fn conversion_series(
+    db: &impl ConnectionTrait,
+    scope: &Scope<'_>,
+    primary: &Conversion,
+    bucket: Bucket,
+) -> DomainResult<Vec<ConversionPoint>> {
+    let backend = db.get_database_backend();
+    let event = ConversionEvent::of(primary);
+    let mut points: BTreeMap<DateTime<Utc>, ConversionPoint> = BTreeMap::new();
+
+    // Values in the order of their placeholders: the journeys' conditions, then the event's.
+    let mut values: Vec<Value> = vec![
+        scope.ws.as_str().into(),
+        scope.id.as_str().into(),
+        scope.since.into(),
+        scope.until.into(),
+    ];
+    let converted = event.exists(backend, "j.entered_at", &mut values);
+    let by_entry = format!(
+        "SELECT {} AS bucket, COUNT(*) AS n FROM canvas_journey j \
+         WHERE j.workspace_id = ? AND j.canvas_id = ? AND j.entered_at >= ? AND j.entered_at < ? \
+           AND {converted} \
+         GROUP BY 1",
+        bucket_label(backend, bucket, "j.entered_at")
+    );
+    for row in query(db, &by_entry, values).await? {
+        let label: Option<String> = row.try_get("", "bucket")?;
+        let Some(time) = label.and_then(|l| bucket_start(&l, bucket)) else {
+            continue;
+        };
+        let point = points.entry(time).or_insert_with(|| ConversionPoint {
+            time,
+            ..ConversionPoint::default()
+        });
+        point.conversions_by_entry_time += count(row.try_get("", "n")?);
+    }
+
+    // A journey's first qualifying event, then the ones that fall in the period. Only journeys
+    // entered at most a window before the period can have one there.
+    let mut values: Vec<Value> = Vec::new();
+    let condition = event.in_window(backend, "j.entered_at", &mut values);
+    let (first, in_period) = match backend {
+        DbBackend::Postgres => ("MIN(e.time)", "t.first >= ? AND t.first < ?"),
+        _ => (
+            "MIN(julianday(e.time))",
+            "t.first >= julianday(?) AND t.first < julianday(?)",
+        ),
+    };
+    let by_time = format!(
+        "SELECT {} AS bucket, COUNT(*) AS n FROM ( \
+           SELECT (SELECT {first} FROM {} e \
+                   WHERE e.workspace_id = j.workspace_id AND e.profile_id = j.profile_id\
+                   {condition}) AS first \
+           FROM canvas_journey j \
+           WHERE j.workspace_id = ? AND j.canvas_id = ? AND j.entered_at >= ? AND j.entered_at < ? \
+         ) t \
+         WHERE {in_period} \
+         GROUP BY 1",
+        bucket_label(backend, bucket, "t.first"),
+        event.table,
+    );
+    // A draft may hold any window; a launched Canvas has at most 30 days.
+    let window = primary.window_seconds.min(MAX_WINDOW_LOOKBACK_SECONDS);
+    let earliest_entry = scope.since - TimeDelta::seconds(window as i64);
+    values.extend([
+        scope.ws.as_str().into(),
+        scope.id.as_str().into(),
+        earliest_entry.into(),
+        scope.until.into(),
+        scope.since.into(),
+        scope.until.into(),
+    ]);
+    for row in query(db, &by_time, values).await? {
+        let label: Option<String> = row.try_get("", "bucket")?;
+        let Some(time) = label.and_then(|l| bucket_start(&l, bucket)) else {
+            continue;
+        };
+        let point = points.entry(time).or_insert_with(|| ConversionPoint {
+            time,
+            ..ConversionPoint::default()
+        });
+        point.conversions += count(row.try_get("", "n")?);
+    }
+    Ok(points.into_values().collect())
 }
 
 /// Reads a bucket label (`2026-11-28 09` or `2026-11-28`) back as its start.

@@ -55,6 +55,10 @@ const MAX_ACTION_WINDOW_SECONDS: u64 = 31 * DAY;
 const MAX_USER_UPDATE_CHARS: usize = 65_536;
 /// As for campaigns' re-eligibility.
 const MAX_REENTRY_SECONDS: u64 = 720 * DAY;
+/// As for campaigns (Braze's limit).
+const MAX_CONVERSIONS: usize = 4;
+/// As for campaigns (Braze's conversion deadline).
+const MAX_CONVERSION_WINDOW_SECONDS: u64 = 30 * DAY;
 /// `canvas.trigger_event` holds at most this many characters.
 const MAX_EVENT_NAME_LENGTH: usize = 255;
 const PROPERTY_COMPARISONS: [&str; 7] = [
@@ -85,7 +89,7 @@ const REPLAN_GRACE: TimeDelta = TimeDelta::seconds(1);
 
 /// The fields a launch error can name (`DomainError` fields are `&'static str`); a problem's
 /// path is mapped to the longest of these it starts with, the full path going in the message.
-const ERROR_FIELDS: [&str; 25] = [
+const ERROR_FIELDS: [&str; 26] = [
     "entry",
     "entry.trigger",
     "entry.trigger.name",
@@ -107,6 +111,7 @@ const ERROR_FIELDS: [&str; 25] = [
     "settings.rate_per_minute",
     "settings.reentry_after_seconds",
     "settings.entry_limit.max",
+    "conversions",
     "variants",
     "control_percent",
     "steps",
@@ -118,13 +123,16 @@ const ERROR_FIELDS: [&str; 25] = [
 /// (journeys are trees/DAGs); no unreachable steps; Message steps with a webhook that compiles
 /// (Liquid, URL); Delay within two years; Action Paths window 1 s..31 days with at least one path;
 /// Experiment percentages adding up to 100; at most 7 audience paths, 4 experiment paths,
-/// 10 context variables, 200 steps; an entry trigger with an event name; a valid time zone.
+/// 10 context variables, 200 steps; an entry trigger with an event name; a valid time zone; at
+/// most 4 conversion events, each naming its event (or a non-empty product) with a window of
+/// 1 second to 30 days.
 ///
-/// Problems come in the builder's order: entry, audience, exit criteria, send settings,
-/// variants, then steps. A branch left empty (`next: None`) is not a problem: the journey ends
+/// Problems come in the builder's order: conversion events, entry, audience, exit criteria, send
+/// settings, variants, then steps. A branch left empty (`next: None`) is not a problem: the journey ends
 /// there, as in Braze; nor is a Delay until a date already past (the user exits when reaching it).
 pub fn problems(definition: &Definition) -> Vec<Problem> {
     let mut found = Found::default();
+    check_conversions(definition, &mut found);
     check_entry(&definition.entry, &mut found);
     if let Some(filter) = &definition.audience.filter {
         check_filter(filter, None, "audience.filter".into(), &mut found);
@@ -1087,6 +1095,33 @@ fn check_trigger(trigger: &Trigger, step: Option<&StepId>, prefix: &str, found: 
     }
 }
 
+/// Conversion events, as campaigns check theirs: `conversions[1].trigger.name`,
+/// `conversions[0].window_seconds`, or `conversions` for too many.
+fn check_conversions(definition: &Definition, found: &mut Found) {
+    if definition.conversions.len() > MAX_CONVERSIONS {
+        found.add(
+            None,
+            "conversions",
+            format!("at most {MAX_CONVERSIONS} conversion events"),
+        );
+    }
+    for (i, conversion) in definition.conversions.iter().enumerate() {
+        check_trigger(
+            &conversion.trigger,
+            None,
+            &format!("conversions[{i}].trigger"),
+            found,
+        );
+        if !(1..=MAX_CONVERSION_WINDOW_SECONDS).contains(&conversion.window_seconds) {
+            found.add(
+                None,
+                format!("conversions[{i}].window_seconds"),
+                "must be between 1 second and 30 days",
+            );
+        }
+    }
+}
+
 fn check_filter(filter: &Filter, step: Option<&StepId>, field: String, found: &mut Found) {
     if let Err(e) = filter.validate() {
         found.add(step, field, error_message(e));
@@ -1702,6 +1737,7 @@ mod tests {
                     first_step: Some(StepId("welcome".into())),
                 }],
                 control_percent: 0,
+                conversions: vec![],
                 steps: vec![Step {
                     id: StepId("welcome".into()),
                     name: "Welcome".into(),

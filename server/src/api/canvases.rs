@@ -1,14 +1,14 @@
 //! Braze's Canvas endpoints: `POST /canvas/trigger/send`, `/canvas/trigger/schedule/*`, and the
 //! exports `GET /canvas/list`, `/canvas/details` and `/canvas/data_series`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
-use domain::campaign::{self, Bucket, ScheduledKind};
+use domain::campaign::{self, Bucket, Conversion, ScheduledKind, Trigger};
 use domain::canvas::{
     self, Canvas, CanvasFilter, CanvasRecipient, CanvasStatus, CanvasTarget, CanvasTriggerRequest,
     Entry,
@@ -302,7 +302,34 @@ fn schedule_type(entry: &Entry) -> &'static str {
     }
 }
 
-/// `GET /canvas/details?canvas_id=…` (`canvas.details`), in Braze's shape.
+/// The conversion events in the shape of Braze's `conversion_behaviors` (as `/campaigns/details`
+/// gives them); the first is primary.
+fn conversion_behaviors(conversions: &[Conversion]) -> Vec<Value> {
+    conversions
+        .iter()
+        .map(|conversion| match &conversion.trigger {
+            Trigger::CustomEvent { name, .. } => json!({
+                "type": "Performs Custom Event",
+                "custom_event_name": name,
+                "window": conversion.window_seconds,
+            }),
+            Trigger::Purchase {
+                product_id: Some(product),
+            } => json!({
+                "type": "Makes Specific Purchase",
+                "product": product,
+                "window": conversion.window_seconds,
+            }),
+            Trigger::Purchase { product_id: None } => json!({
+                "type": "Makes Any Purchase",
+                "window": conversion.window_seconds,
+            }),
+        })
+        .collect()
+}
+
+/// `GET /canvas/details?canvas_id=…` (`canvas.details`), in Braze's shape, with the conversion
+/// events as `conversion_behaviors`.
 pub async fn details(
     caller: ApiCaller,
     State(state): State<AppState>,
@@ -348,12 +375,17 @@ pub async fn details(
         "tags": c.tags,
         "teams": [],
         "steps": steps,
+        "conversion_behaviors": conversion_behaviors(&c.draft.conversions),
         "live_version": c.live_version,
     })))
 }
 
-/// `GET /canvas/data_series?canvas_id=…&length=…` (`canvas.data_series`): entries and sends per
-/// day (or hour), with per-step totals.
+/// `GET /canvas/data_series?canvas_id=…&length=…` (`canvas.data_series`): per day (or hour),
+/// `total_stats` with entries, sends and, as in Braze, `conversions` (journeys whose first
+/// primary conversion event fell in the bucket) and `conversions_by_entry_time` (journeys entered
+/// in the bucket that converted); the period's totals (`conversions` counting the journeys
+/// entered in it that converted); and per-step totals, each step's `converted` counting the
+/// journeys that converted after entering it.
 pub async fn data_series(
     caller: ApiCaller,
     State(state): State<AppState>,
@@ -383,11 +415,30 @@ pub async fn data_series(
         Bucket::Hour => end - Duration::hours(length),
     };
     let stats = canvas::canvas_stats(&state.db, &ws, &c.id, since, end, bucket).await?;
-    let series: Vec<Value> = stats
-        .series
-        .iter()
-        .map(|(time, entries, sends)| {
-            json!({ "time": time.to_rfc3339(), "total_stats": { "entries": entries, "sends": sends } })
+    // (entries, sends, conversions, conversions by entry time) per bucket.
+    let mut buckets: BTreeMap<DateTime<Utc>, [u64; 4]> = BTreeMap::new();
+    for (time, entries, sends) in &stats.series {
+        let bucket = buckets.entry(*time).or_default();
+        bucket[0] += entries;
+        bucket[1] += sends;
+    }
+    for point in &stats.conversion_series {
+        let bucket = buckets.entry(point.time).or_default();
+        bucket[2] += point.conversions;
+        bucket[3] += point.conversions_by_entry_time;
+    }
+    let series: Vec<Value> = buckets
+        .into_iter()
+        .map(|(time, [entries, sends, conversions, by_entry])| {
+            json!({
+                "time": time.to_rfc3339(),
+                "total_stats": {
+                    "entries": entries,
+                    "sends": sends,
+                    "conversions": conversions,
+                    "conversions_by_entry_time": by_entry,
+                },
+            })
         })
         .collect();
     Ok(Json(json!({
@@ -400,6 +451,7 @@ pub async fn data_series(
                 "in_progress": stats.in_progress,
                 "finished": stats.finished,
                 "exited": stats.exited,
+                "conversions": stats.conversions,
             },
             "steps": stats.steps,
         },

@@ -61,6 +61,7 @@ pub async fn openapi() -> Json<Value> {
 
 pub fn document() -> Value {
     let input = reference("CampaignInput");
+    let conversion = json!({ "type": "object", "properties": { "trigger": reference("Trigger"), "window_seconds": { "type": "integer", "minimum": 1, "maximum": 2_592_000 } }, "required": ["trigger", "window_seconds"] });
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -137,7 +138,7 @@ pub fn document() -> Value {
                         "control_percent": { "type": "integer", "minimum": 0, "maximum": 100 },
                         "delivery": reference("Delivery"),
                         "audience": { "type": "object", "properties": { "segment_ids": { "type": "array", "items": { "type": "string", "format": "uuid" } }, "filter": { "type": "object", "description": "A segment filter (see the segment builder's JSON)." } } },
-                        "conversions": { "type": "array", "maxItems": 4, "items": { "type": "object", "properties": { "trigger": reference("Trigger"), "window_seconds": { "type": "integer" } }, "required": ["trigger", "window_seconds"] } },
+                        "conversions": { "type": "array", "maxItems": 4, "items": conversion.clone() },
                         "settings": { "type": "object", "properties": {
                             "rate_per_minute": { "type": "integer", "minimum": 1 },
                             "reeligible_after_seconds": { "type": "integer", "minimum": 0 },
@@ -169,7 +170,13 @@ pub fn document() -> Value {
                         "name": { "type": "string", "maxLength": 200 },
                         "description": { "type": "string" },
                         "tags": { "type": "array", "items": { "type": "string" } },
-                        "definition": { "type": "object", "description": "entry (`{\"type\": \"scheduled\"|\"action\"|\"api\", …}`), audience, exit (events, segment_ids, filter), settings (rate_per_minute, reentry_after_seconds, entry_limit, time_zone), variants (`[{name, percent, first_step}]`), control_percent, and steps: `[{id, name, type, …}]` where type is message (message, next), delay (delay: for/until/weekday, next), decision_split (segment_ids, filter, yes, no), audience_paths (paths, everyone_else), action_paths (window_seconds, paths, everyone_else), experiment (paths, control_percent), user_update (attributes, next), context (variables, next) or exit." }
+                        "definition": {
+                            "type": "object",
+                            "description": "entry (`{\"type\": \"scheduled\"|\"action\"|\"api\", …}`), audience, exit (events, segment_ids, filter), settings (rate_per_minute, reentry_after_seconds, entry_limit, time_zone), variants (`[{name, percent, first_step}]`), control_percent, conversions (below), and steps: `[{id, name, type, …}]` where type is message (message, next), delay (delay: for/until/weekday, next), decision_split (segment_ids, filter, yes, no), audience_paths (paths, everyone_else), action_paths (window_seconds, paths, everyone_else), experiment (paths, control_percent), user_update (attributes, next), context (variables, next) or exit.",
+                            "properties": {
+                                "conversions": { "type": "array", "maxItems": 4, "description": "Conversion events; the first is primary. A journey converts when its user performs the primary event after entering the Canvas and within the window; checked at launch (1 second to 30 days).", "items": conversion.clone() }
+                            }
+                        }
                     },
                     "required": ["name", "definition"]
                 },
@@ -253,7 +260,7 @@ fn paths() -> Value {
                 }))
             },
             "/v1/canvases/{id}/stats": {
-                "get": operation("Entries, per-step figures and a time series", manage, json!({
+                "get": operation("Entries, conversions (of the primary conversion event), per-step figures (each step's `converted` included) and time series", manage, json!({
                     "parameters": [path_id(), query("since", "ISO 8601"), query("until", "ISO 8601"), query("bucket", "hour or day")],
                     "responses": ok(success_with("stats", json!({ "type": "object" })))
                 }))
@@ -290,10 +297,10 @@ fn paths() -> Value {
             "/canvas/trigger/schedule/update": { "post": operation("Braze: change scheduled Canvas entries", "canvas.trigger.schedule.update", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) },
             "/canvas/trigger/schedule/delete": { "post": operation("Braze: cancel scheduled Canvas entries", "canvas.trigger.schedule.delete", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(json!({ "type": "object" })) })) },
             "/canvas/list": { "get": operation("Braze: list Canvases", "canvas.list", json!({ "parameters": [query("page", "0-based"), query("include_archived", "true or false"), query("sort_direction", "asc or desc")], "responses": ok(json!({ "type": "object" })) })) },
-            "/canvas/details": { "get": operation("Braze: one Canvas", "canvas.details", json!({ "parameters": [query("canvas_id", "required")], "responses": ok(json!({ "type": "object" })) })) }
+            "/canvas/details": { "get": operation("Braze: one Canvas, with its conversion events as conversion_behaviors", "canvas.details", json!({ "parameters": [query("canvas_id", "required")], "responses": ok(json!({ "type": "object" })) })) }
         }),
         json!({
-            "/canvas/data_series": { "get": operation("Braze: a Canvas's entries and sends over time", "canvas.data_series", json!({ "parameters": [query("canvas_id", "required"), query("length", "1 to 100, required"), query("ending_at", "ISO 8601"), query("unit", "day or hour")], "responses": ok(json!({ "type": "object" })) })) },
+            "/canvas/data_series": { "get": operation("Braze: a Canvas's entries, sends and conversions (total_stats.conversions, conversions_by_entry_time) over time, with per-step figures (converted)", "canvas.data_series", json!({ "parameters": [query("canvas_id", "required"), query("length", "1 to 100, required"), query("ending_at", "ISO 8601"), query("unit", "day or hour")], "responses": ok(json!({ "type": "object" })) })) },
             "/sends/id/create": { "post": operation("Braze: create a send_id for a campaign", "sends.id.create", json!({ "requestBody": body(json!({ "type": "object" })), "responses": ok(success_with("send_id", json!({ "type": "string" }))) })) },
             "/sends/data_series": { "get": operation("Braze: one send_id's sends over time", "sends.data_series", json!({ "parameters": [query("campaign_id", "required"), query("send_id", "required"), query("length", "1 to 100, required")], "responses": ok(json!({ "type": "object" })) })) }
         }),
