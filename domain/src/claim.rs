@@ -252,19 +252,49 @@ impl<T: OccurrenceTable> Occurrence<T> {
     }
 
     /// The next page of `pages` (which start at the occurrence's cursor), in a transaction of its
-    /// own: the lease is renewed and the owner checked (else it is let go, `pending`) before the
-    /// page is read. Done once the count reaches `max`.
-    pub async fn next_page(
+    /// own: the page is read first, then the transaction begins with [`Occurrence::begin_page`].
+    /// Done once the count reaches `max`.
+    pub async fn next_page<C: ConnectionTrait + TransactionTrait>(
         &mut self,
-        db: &impl TransactionTrait,
+        db: &C,
         pages: &mut Pages<'_>,
         max: Option<u64>,
         now: DateTime<Utc>,
         started: Instant,
     ) -> DomainResult<Page> {
-        if pages.done() || max.is_some_and(|max| u64::try_from(self.count).unwrap_or(0) >= max) {
+        let Some(members) = self.read_page(db, pages, max).await? else {
             return Ok(Page::Done);
+        };
+        match self.begin_page(db, now, started).await? {
+            Some(txn) => Ok(Page::Members(txn, members)),
+            None => Ok(Page::Lost),
         }
+    }
+
+    /// The next page of members, read outside any transaction; `None` once they ran out or the
+    /// count reached `max`. Reading ahead of the page's transaction is safe: the page is written
+    /// only if [`Occurrence::begin_page`] then finds the lease still this process's, and while it
+    /// is, nobody else moves the cursor the page was read from.
+    pub async fn read_page(
+        &self,
+        db: &impl ConnectionTrait,
+        pages: &mut Pages<'_>,
+        max: Option<u64>,
+    ) -> DomainResult<Option<Vec<profile::Model>>> {
+        if pages.done() || max.is_some_and(|max| u64::try_from(self.count).unwrap_or(0) >= max) {
+            return Ok(None);
+        }
+        pages.next(db).await
+    }
+
+    /// Begins a page's transaction: renews the lease and checks that the owner may still fire
+    /// (else the occurrence is let go, `pending`). `None`: the page must not be written.
+    pub async fn begin_page(
+        &mut self,
+        db: &impl TransactionTrait,
+        now: DateTime<Utc>,
+        started: Instant,
+    ) -> DomainResult<Option<DatabaseTransaction>> {
         let txn = db.begin().await?;
         // The lease is renewed first: on PostgreSQL the UPDATE locks the row until this page
         // commits, on SQLite it takes the write lock; either way no other process moves the
@@ -279,21 +309,15 @@ impl<T: OccurrenceTable> Occurrence<T> {
             == 1;
         if !held_still {
             // Another process took over after our lease ran out: it goes on from the cursor.
-            return Ok(Page::Lost);
+            return Ok(None);
         }
         self.lease = renewed;
         if !T::may_fire(&txn, self).await? {
             self.let_go(&txn, status::PENDING, now).await?;
             txn.commit().await?;
-            return Ok(Page::Lost);
+            return Ok(None);
         }
-        match pages.next(&txn).await? {
-            Some(members) => Ok(Page::Members(txn, members)),
-            None => {
-                txn.commit().await?;
-                Ok(Page::Done)
-            }
-        }
+        Ok(Some(txn))
     }
 
     /// Saves the cursor (where `pages` stand) and the count (`reached` more) after a page, in its

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Set, Statement,
 };
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +94,42 @@ pub async fn enqueue_limited(
     rate_per_minute: Option<u32>,
     now: DateTime<Utc>,
 ) -> DomainResult<Vec<SendId>> {
+    prepare_sends(db.get_database_backend(), sends, rate_per_minute, now)?
+        .execute(db)
+        .await
+}
+
+/// Sends turned into INSERT statements, ready to run: [`prepare_sends`] does the work that needs
+/// no database (ids, JSON, SQL text), so a caller can do it before it opens a transaction and hold
+/// the connection (SQLite has one) only while the rows are written.
+#[derive(Debug, Default)]
+pub struct PreparedSends {
+    statements: Vec<Statement>,
+    ids: Vec<SendId>,
+}
+
+impl PreparedSends {
+    /// The ids the sends will have.
+    pub fn ids(&self) -> &[SendId] {
+        &self.ids
+    }
+
+    /// Writes the sends (in the caller's transaction, if any).
+    pub async fn execute(self, db: &impl ConnectionTrait) -> DomainResult<Vec<SendId>> {
+        for statement in self.statements {
+            db.execute(statement).await?;
+        }
+        Ok(self.ids)
+    }
+}
+
+/// Prepares [`enqueue_limited`]'s rows for `backend` without touching the database.
+pub fn prepare_sends(
+    backend: DbBackend,
+    sends: Vec<NewSend>,
+    rate_per_minute: Option<u32>,
+    now: DateTime<Utc>,
+) -> DomainResult<PreparedSends> {
     if rate_per_minute == Some(0) {
         return Err(DomainError::invalid(
             "rate_limit",
@@ -100,10 +137,24 @@ pub async fn enqueue_limited(
         ));
     }
     let rate = rate_per_minute.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
-    let mut ids = Vec::with_capacity(sends.len());
+    let mut prepared = PreparedSends {
+        statements: Vec::with_capacity(sends.len().div_ceil(INSERT_CHUNK)),
+        ids: Vec::with_capacity(sends.len()),
+    };
     let mut rows = Vec::with_capacity(sends.len().min(INSERT_CHUNK));
+    // The sends of one campaign page or trigger mostly carry the same message: it is serialized
+    // once per run of equal messages, not once per send.
+    let mut last_message: Option<(WebhookMessage, String)> = None;
     for send in sends {
         let id = SendId::generate();
+        let message = match &last_message {
+            Some((message, json)) if *message == send.message => json.clone(),
+            _ => {
+                let json = serde_json::to_string(&send.message).expect("messages serialize");
+                last_message = Some((send.message, json.clone()));
+                json
+            }
+        };
         rows.push(webhook_send::ActiveModel {
             workspace_id: Set(send.workspace_id.to_string()),
             id: Set(id.to_string()),
@@ -111,7 +162,7 @@ pub async fn enqueue_limited(
             source_id: Set(send.source_id),
             source_name: Set(send.source_name),
             recipient: Set(send.recipient),
-            message: Set(serde_json::to_string(&send.message).expect("messages serialize")),
+            message: Set(message),
             context: Set(serde_json::to_string(&send.context).expect("contexts serialize")),
             request: Set(None),
             host: Set(None),
@@ -130,19 +181,19 @@ pub async fn enqueue_limited(
             dispatch_id: Set(send.tracking.dispatch_id),
             send_tag: Set(send.tracking.send_tag),
         });
-        ids.push(id);
+        prepared.ids.push(id);
         if rows.len() == INSERT_CHUNK {
-            webhook_send::Entity::insert_many(std::mem::take(&mut rows))
-                .exec_without_returning(db)
-                .await?;
+            prepared
+                .statements
+                .push(webhook_send::Entity::insert_many(std::mem::take(&mut rows)).build(backend));
         }
     }
     if !rows.is_empty() {
-        webhook_send::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await?;
+        prepared
+            .statements
+            .push(webhook_send::Entity::insert_many(rows).build(backend));
     }
-    Ok(ids)
+    Ok(prepared)
 }
 
 pub async fn find_send(

@@ -19,7 +19,7 @@ use rand::Rng;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    Set, Statement, TransactionTrait, Value,
+    QueryTrait, Set, Statement, TransactionTrait, Value,
 };
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -456,29 +456,35 @@ impl Dispatcher {
         if outcomes.is_empty() {
             return Ok(());
         }
+        // The statements are built before the transaction begins: on SQLite it holds the only
+        // connection, which the claims and the campaign pages are waiting for.
         let backend = self.db.get_database_backend();
-        let txn = self.db.begin().await?;
         let attempts: Vec<&webhook_attempt::ActiveModel> =
             outcomes.iter().filter_map(|o| o.attempt.as_ref()).collect();
+        let mut statements = Vec::new();
         for chunk in attempts.chunks(RECORD_CHUNK) {
             let rows = padded(chunk).into_iter().map(|row| (*row).clone());
-            webhook_attempt::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::columns([
-                        webhook_attempt::Column::WorkspaceId,
-                        webhook_attempt::Column::SendId,
-                        webhook_attempt::Column::Number,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .do_nothing()
-                .exec_without_returning(&txn)
-                .await?;
+            statements.push(
+                webhook_attempt::Entity::insert_many(rows)
+                    .on_conflict(
+                        OnConflict::columns([
+                            webhook_attempt::Column::WorkspaceId,
+                            webhook_attempt::Column::SendId,
+                            webhook_attempt::Column::Number,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
+                    )
+                    .build(backend),
+            );
         }
         let outcomes_ref: Vec<&Outcome> = outcomes.iter().collect();
         for chunk in outcomes_ref.chunks(RECORD_CHUNK) {
-            txn.execute(update_sends(backend, &padded(chunk))).await?;
+            statements.push(update_sends(backend, &padded(chunk)));
+        }
+        let txn = self.db.begin().await?;
+        for statement in statements {
+            txn.execute(statement).await?;
         }
         txn.commit().await?;
         self.note_host_failures(outcomes).await;

@@ -17,7 +17,8 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    Set, Statement, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -31,7 +32,7 @@ use super::model::{
 use super::schedule;
 use super::split::{Assignment, assign};
 use crate::claim::{
-    self, Occurrence, OccurrenceTable, Page, Tally, status as occurrence_status, to_millis,
+    self, Occurrence, OccurrenceTable, Tally, status as occurrence_status, to_millis,
 };
 use crate::entity::{
     campaign as campaign_row, campaign_occurrence, campaign_receipt, frequency_cap_rule, profile,
@@ -178,15 +179,9 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
     let max = campaign.settings.max_recipients;
     let dispatch_id = occurrence.dispatch_id.clone().unwrap_or_default();
     let mut pages = Pages::new(&ws, &filter, now, occurrence.cursor.clone());
-    loop {
-        let (txn, page) = match occurrence
-            .next_page(db, &mut pages, max, now, started)
-            .await?
-        {
-            Page::Members(txn, page) => (txn, page),
-            Page::Done => break,
-            Page::Lost => return Ok(false),
-        };
+    // Each page is read and planned (receipts, caps, rows) before its transaction begins, so the
+    // transaction holds the connection only for the writes.
+    while let Some(page) = occurrence.read_page(db, &mut pages, max).await? {
         let users = page
             .into_iter()
             .map(|user| {
@@ -205,8 +200,11 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
             .collect();
         let sent_so_far = u64::try_from(occurrence.count).unwrap_or(0);
         let room = max.map(|max| max.saturating_sub(sent_so_far));
-        let outcome =
-            queue_sends(&txn, &ws, &campaign, &dispatch_id, users, None, now, room).await?;
+        let planned = plan_sends(db, &ws, &campaign, &dispatch_id, users, None, now, room).await?;
+        let Some(txn) = occurrence.begin_page(db, now, started).await? else {
+            return Ok(false);
+        };
+        let outcome = planned.write(&txn).await?;
         occurrence.save_page(txn, &pages, outcome.queued).await?;
     }
     let txn = db.begin().await?;
@@ -535,6 +533,21 @@ async fn upsert_receipts(
     receipts: Vec<(String, Option<String>)>,
     now: DateTime<Utc>,
 ) -> DomainResult<()> {
+    for statement in prepare_receipts(db.get_database_backend(), ws, campaign, receipts, now) {
+        db.execute(statement).await?;
+    }
+    Ok(())
+}
+
+/// The statements that record who received the campaign (or was held out), when, and with
+/// which variant.
+fn prepare_receipts(
+    backend: DbBackend,
+    ws: &WorkspaceId,
+    campaign: &CampaignId,
+    receipts: Vec<(String, Option<String>)>,
+    now: DateTime<Utc>,
+) -> Vec<Statement> {
     // One row per user: a row may be upserted only once per statement on PostgreSQL.
     let receipts: BTreeMap<String, Option<String>> = receipts.into_iter().collect();
     let now = to_millis(now);
@@ -550,6 +563,7 @@ async fn upsert_receipts(
             receipts: Set(1),
         })
         .collect();
+    let mut statements = Vec::with_capacity(rows.len().div_ceil(RECEIPT_CHUNK));
     while !rows.is_empty() {
         let rest = rows.split_off(rows.len().min(RECEIPT_CHUNK));
         let on_conflict = OnConflict::columns([
@@ -566,12 +580,13 @@ async fn upsert_receipts(
             Expr::col((campaign_receipt::Entity, campaign_receipt::Column::Receipts)).add(1),
         )
         .to_owned();
-        campaign_receipt::Entity::insert_many(std::mem::replace(&mut rows, rest))
-            .on_conflict(on_conflict)
-            .exec_without_returning(db)
-            .await?;
+        statements.push(
+            campaign_receipt::Entity::insert_many(std::mem::replace(&mut rows, rest))
+                .on_conflict(on_conflict)
+                .build(backend),
+        );
     }
-    Ok(())
+    statements
 }
 
 /// Queues `campaign`'s sends for `users` under `dispatch_id`, in the caller's transaction: picks
@@ -603,12 +618,64 @@ async fn queue_sends(
     now: DateTime<Utc>,
     max_sends: Option<u64>,
 ) -> DomainResult<DispatchOutcome> {
+    plan_sends(
+        db,
+        ws,
+        campaign,
+        dispatch_id,
+        users,
+        send_tag,
+        now,
+        max_sends,
+    )
+    .await?
+    .write(db)
+    .await
+}
+
+/// A page of campaign sends decided and turned into statements, not written yet.
+struct PlannedSends {
+    outcome: DispatchOutcome,
+    sends: crate::outbox::PreparedSends,
+    receipts: Vec<Statement>,
+}
+
+impl PlannedSends {
+    /// Writes the sends and the receipts (in the caller's transaction).
+    async fn write(self, db: &impl ConnectionTrait) -> DomainResult<DispatchOutcome> {
+        self.sends.execute(db).await?;
+        for statement in self.receipts {
+            db.execute(statement).await?;
+        }
+        Ok(self.outcome)
+    }
+}
+
+/// Everything of [`queue_sends`] but the writes: reads the users' receipts and frequency-cap
+/// counts, decides who gets which variant when, and prepares the rows. A scheduled occurrence
+/// runs this before it opens the page's transaction, so that on SQLite the single connection is
+/// held only while the rows are written, not while they are computed.
+#[allow(clippy::too_many_arguments)]
+async fn plan_sends(
+    db: &impl ConnectionTrait,
+    ws: &WorkspaceId,
+    campaign: &Campaign,
+    dispatch_id: &str,
+    users: Vec<(profile::Model, Extras)>,
+    send_tag: Option<String>,
+    now: DateTime<Utc>,
+    max_sends: Option<u64>,
+) -> DomainResult<PlannedSends> {
     let mut outcome = DispatchOutcome {
         dispatch_id: dispatch_id.to_owned(),
         ..DispatchOutcome::default()
     };
     if users.is_empty() {
-        return Ok(outcome);
+        return Ok(PlannedSends {
+            outcome,
+            sends: Default::default(),
+            receipts: Vec::new(),
+        });
     }
     let ids: Vec<String> = users.iter().map(|(user, _)| user.id.clone()).collect();
     let receipts: HashMap<String, campaign_receipt::Model> = campaign_receipt::Entity::find()
@@ -710,9 +777,17 @@ async fn queue_sends(
         ));
         outcome.queued += 1;
     }
-    crate::outbox::enqueue_limited(db, sends, campaign.settings.rate_per_minute, now).await?;
-    upsert_receipts(db, ws, &campaign.id, written, now).await?;
-    Ok(outcome)
+    let backend = db.get_database_backend();
+    Ok(PlannedSends {
+        outcome,
+        sends: crate::outbox::prepare_sends(
+            backend,
+            sends,
+            campaign.settings.rate_per_minute,
+            now,
+        )?,
+        receipts: prepare_receipts(backend, ws, &campaign.id, written, now),
+    })
 }
 
 #[cfg(test)]

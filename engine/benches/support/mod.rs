@@ -124,6 +124,12 @@ impl Scratch {
             .await
             .expect("WAL");
         Migrator::up(&db, None).await.expect("migrate");
+        // Experiments only: schema changes to try before writing them as a migration.
+        if let Ok(sql) = std::env::var("HERALD_BENCH_EXTRA_SQL") {
+            for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                db.execute_unprepared(statement).await.expect("extra SQL");
+            }
+        }
         Self {
             db,
             durability,
@@ -221,7 +227,12 @@ impl Engine {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let dispatching = tokio::spawn(dispatcher.run(stopped(stop_rx.clone())));
+        // `HERALD_BENCH_NO_DISPATCH=1` measures queueing alone: nothing is sent.
+        let dispatching = if std::env::var_os("HERALD_BENCH_NO_DISPATCH").is_some() {
+            tokio::spawn(stopped(stop_rx.clone()))
+        } else {
+            tokio::spawn(dispatcher.run(stopped(stop_rx.clone())))
+        };
         let scheduling = tokio::spawn(scheduler.run(stopped(stop_rx)));
         let engine = Self {
             stop,
