@@ -1871,10 +1871,18 @@ mod convert {
                 archived_at: None,
             };
             let back = to_draft(&canvas);
-            // Attributes come back in name order (a JSON object keeps no order).
+            // Attributes come back in the order a serde_json Map keeps: by name, unless the
+            // workspace turns on serde_json's `preserve_order` (then as typed).
             let mut expected = draft.steps.clone();
             if let StepKindDraft::UserUpdate { attributes, .. } = &mut expected[4].kind {
-                attributes.sort();
+                let kept: Map<String, JsonValue> = attributes
+                    .iter()
+                    .map(|(name, value)| (name.clone(), JsonValue::String(value.clone())))
+                    .collect();
+                *attributes = kept
+                    .into_iter()
+                    .map(|(name, value)| (name, value_text(&value)))
+                    .collect();
             }
             assert_eq!(back.steps, expected);
             assert_eq!(back.entry, draft.entry);
@@ -1911,6 +1919,452 @@ mod convert {
             let problem = to_input(&draft).unwrap_err();
             assert_eq!(problem.step_id.as_deref(), Some("aaaa0002"));
             assert_eq!(problem.field, "steps[1].delay.seconds");
+        }
+
+        /// `draft` as the store keeps it (its definition written as JSON and read back, as
+        /// `canvas.draft` holds it) and as the builder opens it again.
+        fn round_trip(draft: &CanvasDraft) -> CanvasDraft {
+            let input = to_input(draft).expect("valid draft");
+            let stored = serde_json::to_string(&input.definition).expect("serializes");
+            let canvas = Canvas {
+                id: domain::CanvasId::generate(),
+                name: input.name,
+                description: input.description,
+                tags: input.tags,
+                status: domain::canvas::CanvasStatus::Draft,
+                draft: serde_json::from_str(&stored).expect("reads back"),
+                live_version: None,
+                version: 1,
+                created_at: Utc::now(),
+                updated_at: Utc::now(),
+                launched_at: None,
+                stopped_at: None,
+                archived_at: None,
+            };
+            to_draft(&canvas)
+        }
+
+        fn custom_event(name: &str, filters: Vec<PropertyFilterDraft>) -> TriggerDraft {
+            TriggerDraft {
+                kind: "custom_event".into(),
+                name: name.into(),
+                filters,
+            }
+        }
+
+        fn purchase(product: &str) -> TriggerDraft {
+            TriggerDraft {
+                kind: "purchase".into(),
+                name: product.into(),
+                filters: Vec::new(),
+            }
+        }
+
+        fn plan_is(plan: &str) -> FilterDraft {
+            FilterDraft::And {
+                filters: vec![FilterDraft::Attribute {
+                    name: "plan".into(),
+                    custom: true,
+                    comparison: "equals".into(),
+                    value: plan.into(),
+                }],
+            }
+        }
+
+        fn step_of(id: &str, name: &str, kind: StepKindDraft) -> StepDraft {
+            StepDraft {
+                id: id.into(),
+                name: name.into(),
+                kind,
+            }
+        }
+
+        fn next(id: &str) -> Option<String> {
+            Some(id.into())
+        }
+
+        /// A Canvas using every step kind and every setting, written as the builder writes it.
+        fn everything() -> CanvasDraft {
+            let (first, second) = (VariantId::generate(), VariantId::generate());
+            let exit_filter = serde_json::to_value(filter(&plan_is("churned"), "exit").unwrap())
+                .expect("serializes");
+            let audience_filter =
+                serde_json::to_value(filter(&plan_is("pro"), "audience").unwrap())
+                    .expect("serializes");
+            let delay =
+                |mode: &str, at: &str, weekday: &str, time: &str, to: &str| StepKindDraft::Delay {
+                    mode: mode.into(),
+                    amount: "1".into(),
+                    unit: "days".into(),
+                    at: at.into(),
+                    weekday: weekday.into(),
+                    time: time.into(),
+                    next: next(to),
+                };
+            CanvasDraft {
+                name: "Everything".into(),
+                description: "Every step kind".into(),
+                tags: "a, b".into(),
+                entry: EntryDraft {
+                    kind: "action".into(),
+                    trigger: custom_event(
+                        "signup",
+                        vec![PropertyFilterDraft {
+                            property: "source".into(),
+                            comparison: "equals".into(),
+                            value: "ads".into(),
+                        }],
+                    ),
+                    starts_at: "2030-01-01T08:00".into(),
+                    ends_at: "2030-02-01T20:30".into(),
+                    ..EntryDraft::default()
+                },
+                segment_ids: vec![SegmentId::generate().to_string()],
+                audience_filter: Some(audience_filter),
+                exit: ExitDraft {
+                    events: vec![
+                        custom_event(
+                            "unsubscribe",
+                            vec![PropertyFilterDraft {
+                                property: "count".into(),
+                                comparison: "greater_than".into(),
+                                value: "3".into(),
+                            }],
+                        ),
+                        purchase("sku-1"),
+                        purchase(""),
+                    ],
+                    segment_ids: vec![SegmentId::generate().to_string()],
+                    filter: Some(exit_filter),
+                },
+                settings: CanvasSettingsDraft {
+                    rate_per_minute: "120".into(),
+                    reentry: true,
+                    reentry_after: "6".into(),
+                    reentry_unit: "hours".into(),
+                    entry_limit: "1000".into(),
+                    entry_limit_per: "lifetime".into(),
+                    time_zone: "America/New_York".into(),
+                },
+                variants: vec![
+                    PathVariantDraft {
+                        id: Some(first.to_string()),
+                        name: "Long path".into(),
+                        percent: "45".into(),
+                        first_step: next("until"),
+                    },
+                    PathVariantDraft {
+                        id: Some(second.to_string()),
+                        name: "Short path".into(),
+                        percent: "45".into(),
+                        first_step: next("bye"),
+                    },
+                ],
+                control_percent: "10".into(),
+                conversions: vec![ConversionDraft {
+                    trigger: purchase("sku-2"),
+                    window: "12".into(),
+                    window_unit: "hours".into(),
+                }],
+                steps: vec![
+                    step_of(
+                        "until",
+                        "New year",
+                        delay("until", "2031-01-01T09:30", "mon", "09:00", "weekday"),
+                    ),
+                    step_of(
+                        "weekday",
+                        "Next Wednesday",
+                        delay("weekday", "", "wed", "18:30", "audience"),
+                    ),
+                    step_of(
+                        "audience",
+                        "By plan",
+                        StepKindDraft::AudiencePaths {
+                            paths: vec![
+                                AudiencePathDraft {
+                                    name: "Pro".into(),
+                                    filter: plan_is("pro"),
+                                    next: next("action"),
+                                },
+                                AudiencePathDraft {
+                                    name: "Free".into(),
+                                    filter: FilterDraft::Or {
+                                        filters: vec![
+                                            FilterDraft::Attribute {
+                                                name: "plan".into(),
+                                                custom: true,
+                                                comparison: "equals".into(),
+                                                value: "free".into(),
+                                            },
+                                            FilterDraft::Attribute {
+                                                name: "age".into(),
+                                                custom: true,
+                                                comparison: "greater_than".into(),
+                                                value: serde_json::json!(30),
+                                            },
+                                        ],
+                                    },
+                                    next: next("experiment"),
+                                },
+                            ],
+                            everyone_else: next("bye"),
+                        },
+                    ),
+                    step_of(
+                        "action",
+                        "What they do",
+                        StepKindDraft::ActionPaths {
+                            window: "2".into(),
+                            window_unit: "hours".into(),
+                            paths: vec![
+                                ActionPathDraft {
+                                    name: "Clicked".into(),
+                                    trigger: custom_event(
+                                        "click",
+                                        vec![PropertyFilterDraft {
+                                            property: "button".into(),
+                                            comparison: "equals".into(),
+                                            value: "buy".into(),
+                                        }],
+                                    ),
+                                    next: next("context"),
+                                },
+                                ActionPathDraft {
+                                    name: "Bought".into(),
+                                    trigger: purchase("sku-1"),
+                                    next: next("bye"),
+                                },
+                            ],
+                            everyone_else: next("bye"),
+                        },
+                    ),
+                    step_of(
+                        "experiment",
+                        "Test",
+                        StepKindDraft::Experiment {
+                            paths: vec![
+                                ExperimentPathDraft {
+                                    name: "A".into(),
+                                    percent: "40".into(),
+                                    next: next("update"),
+                                },
+                                ExperimentPathDraft {
+                                    name: "B".into(),
+                                    percent: "40".into(),
+                                    next: next("bye"),
+                                },
+                            ],
+                            control_percent: "20".into(),
+                        },
+                    ),
+                    step_of(
+                        "context",
+                        "Remember",
+                        StepKindDraft::Context {
+                            variables: vec![
+                                ContextVariableDraft {
+                                    name: "coupon".into(),
+                                    value_type: "string".into(),
+                                    value: "SAVE{{${user_id}}}".into(),
+                                },
+                                ContextVariableDraft {
+                                    name: "score".into(),
+                                    value_type: "number".into(),
+                                    value: "{{event_properties.${score}}}".into(),
+                                },
+                            ],
+                            next: next("bye"),
+                        },
+                    ),
+                    step_of(
+                        "update",
+                        "Tag",
+                        StepKindDraft::UserUpdate {
+                            // In name order: a serde_json Map keeps no other (see the first test).
+                            attributes: vec![
+                                ("tier".into(), "gold".into()),
+                                ("tried".into(), "true".into()),
+                            ],
+                            next: next("bye"),
+                        },
+                    ),
+                    step_of("bye", "Done", StepKindDraft::Exit),
+                ],
+            }
+        }
+
+        #[test]
+        fn every_step_kind_and_setting_survives_the_trip_to_the_store_and_back() {
+            let draft = everything();
+            let back = round_trip(&draft);
+            for (back, sent) in back.steps.iter().zip(&draft.steps) {
+                assert_eq!(back, sent, "step {}", sent.id);
+            }
+            assert_eq!(back.steps.len(), draft.steps.len());
+            assert_eq!(back.entry, draft.entry);
+            assert_eq!(back.exit, draft.exit);
+            assert_eq!(back.settings, draft.settings);
+            assert_eq!(back.variants, draft.variants);
+            assert_eq!(back.control_percent, "10");
+            assert_eq!(back, draft);
+
+            // And as the domain reads it.
+            let definition = to_definition(&draft).expect("valid draft");
+            assert_eq!(
+                definition.steps[0].kind,
+                StepKind::Delay {
+                    delay: DelaySpec::Until {
+                        at: "2031-01-01T09:30:00Z".parse().unwrap(),
+                    },
+                    next: Some(StepId("weekday".into())),
+                }
+            );
+            assert_eq!(
+                definition.steps[1].kind,
+                StepKind::Delay {
+                    delay: DelaySpec::Weekday {
+                        weekday: Weekday::Wed,
+                        time: NaiveTime::from_hms_opt(18, 30, 0).unwrap(),
+                    },
+                    next: Some(StepId("audience".into())),
+                }
+            );
+            assert!(matches!(
+                &definition.steps[3].kind,
+                StepKind::ActionPaths { window_seconds: 7_200, paths, .. } if paths.len() == 2
+            ));
+            assert_eq!(
+                definition.settings,
+                CanvasSettings {
+                    rate_per_minute: Some(120),
+                    reentry_after_seconds: Some(6 * 3_600),
+                    entry_limit: Some(EntryLimit {
+                        max: 1000,
+                        per: LimitPeriod::Lifetime,
+                    }),
+                    time_zone: Some("America/New_York".into()),
+                }
+            );
+            assert_eq!(definition.control_percent, 10);
+            assert_eq!(
+                definition.variants[1].first_step,
+                Some(StepId("bye".into()))
+            );
+            assert_eq!(
+                definition.exit.events[1],
+                Trigger::Purchase {
+                    product_id: Some("sku-1".into())
+                }
+            );
+            let update = serde_json::to_value(&definition.steps[6]).expect("serializes");
+            assert_eq!(update["attributes"]["tried"], true);
+        }
+
+        #[test]
+        fn every_kind_of_scheduled_entry_survives_the_trip_to_the_store_and_back() {
+            let dated = |schedule: &str| EntryDraft {
+                kind: "scheduled".into(),
+                schedule: schedule.into(),
+                starts_on: "2030-03-01".into(),
+                time: "07:45".into(),
+                ends_on: "2030-12-31".into(),
+                time_zone: "Europe/Paris".into(),
+                in_local_time: true,
+                ..EntryDraft::default()
+            };
+            let entries = [
+                EntryDraft {
+                    kind: "scheduled".into(),
+                    schedule: "at_launch".into(),
+                    ..EntryDraft::default()
+                },
+                EntryDraft {
+                    ends_on: String::new(),
+                    in_local_time: false,
+                    ..dated("once")
+                },
+                EntryDraft {
+                    every: "3".into(),
+                    ..dated("daily")
+                },
+                EntryDraft {
+                    every: "2".into(),
+                    days: vec!["mon".into(), "fri".into(), "sun".into()],
+                    ..dated("weekly")
+                },
+                EntryDraft {
+                    every: "1".into(),
+                    month_day: "15".into(),
+                    ..dated("monthly")
+                },
+                EntryDraft {
+                    kind: "api".into(),
+                    ..EntryDraft::default()
+                },
+            ];
+            for entry in entries {
+                let draft = CanvasDraft {
+                    name: "Scheduled".into(),
+                    entry: entry.clone(),
+                    ..CanvasDraft::default()
+                };
+                assert_eq!(round_trip(&draft).entry, entry, "{}", entry.schedule);
+            }
+            let draft = CanvasDraft {
+                entry: EntryDraft {
+                    every: "2".into(),
+                    days: vec!["tue".into(), "thu".into()],
+                    ..dated("weekly")
+                },
+                ..CanvasDraft::default()
+            };
+            let definition = to_definition(&draft).expect("valid draft");
+            assert_eq!(
+                definition.entry,
+                Entry::Scheduled {
+                    schedule: Schedule::At {
+                        starts_on: NaiveDate::from_ymd_opt(2030, 3, 1).unwrap(),
+                        time: NaiveTime::from_hms_opt(7, 45, 0).unwrap(),
+                        recurrence: Recurrence::Weekly {
+                            every: 2,
+                            days: vec![Weekday::Tue, Weekday::Thu],
+                        },
+                        ends_on: NaiveDate::from_ymd_opt(2030, 12, 31),
+                        time_zone: "Europe/Paris".into(),
+                        in_local_time: true,
+                    }
+                }
+            );
+        }
+
+        #[test]
+        fn settings_left_empty_or_off_come_back_as_the_defaults() {
+            let draft = CanvasDraft {
+                name: "Plain".into(),
+                settings: CanvasSettingsDraft {
+                    reentry: true,
+                    reentry_after: "0".into(),
+                    reentry_unit: "minutes".into(),
+                    entry_limit: "5".into(),
+                    entry_limit_per: "day".into(),
+                    ..CanvasSettingsDraft::default()
+                },
+                ..CanvasDraft::default()
+            };
+            let definition = to_definition(&draft).expect("valid draft");
+            assert_eq!(definition.settings.reentry_after_seconds, Some(0));
+            assert_eq!(definition.settings.rate_per_minute, None);
+            assert_eq!(definition.settings.time_zone, None);
+            let back = round_trip(&draft).settings;
+            assert!(back.reentry);
+            assert_eq!(back.reentry_after, "0");
+            assert_eq!(back.entry_limit, "5");
+            assert_eq!(back.entry_limit_per, "day");
+            assert_eq!(
+                round_trip(&CanvasDraft::default()).settings,
+                CanvasSettingsDraft::default()
+            );
         }
     }
 }

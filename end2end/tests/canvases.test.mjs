@@ -1,14 +1,20 @@
 // Canvases as a new user builds them: an action-based journey "on custom event signup → Message
 // welcome → Delay 1 minute → Decision Split plan = pro → Message A / Message B" drawn in the
-// builder's flow diagram and launched; users tracked over the REST API enter it and receive their
-// personalised welcome webhook at a real local receiver. Its conversion event, added in Basics,
-// survives a reload, and a user who then performs it shows as converted in the report and on the
-// diagram. A second, API-triggered Canvas renders the `context` of /api/canvas/trigger/send in its
-// Message step.
+// builder's flow diagram and launched; users tracked over the REST API enter it, receive their
+// personalised welcome webhook at a real local receiver, are held at the Delay, and a minute later
+// the pro user gets Message A and the other Message B — on the version they entered, though the
+// Canvas was saved as a new version meanwhile. While a step has a problem (no address, a Liquid
+// error) its card shows a badge and the launch button stays disabled. Its conversion event, added
+// in Basics, survives a reload, and a user who then performs it shows as converted in the report
+// and on the diagram. A second, API-triggered Canvas renders the `context` of
+// /api/canvas/trigger/send in its Message step. A third, never launched, drives the Audience Paths
+// editor and the Settings tab through a save and a reload.
 //
-// The one-minute Delay cannot be waited out here (herald has no way to move time, and the test does
-// not fake it); the Delay → Decision Split → A/B part is covered by the domain's journey tests with
-// an injected clock. This test checks the users are held at the Delay.
+// Every Canvas launched here gives every branch a step: an empty branch blocks a launch.
+//
+// The one-minute Delay is waited out for real (herald has no way to move time from outside): the
+// wait for Messages A and B polls the receiver for up to two minutes, while the tests in between
+// run.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -16,7 +22,10 @@ import { createOwner, hydrated, launchBrowser, newPage, startHerald } from './he
 
 let herald, browser, page, base, key, receiver, receiverUrl, onboardingUrl;
 const errors = [];
+/// Every request the receiver got, with the time it arrived (`at`, ms since the epoch).
 const received = [];
+/// When the signup events were about to be tracked (ms since the epoch): no journey began before.
+let signupTrackedAt;
 
 /// Waits until `count` requests reached `path`, or fails after `ms`.
 async function arrivals(path, count, ms = 30_000) {
@@ -65,7 +74,7 @@ before(async () => {
     let body = '';
     req.on('data', (chunk) => (body += chunk));
     req.on('end', () => {
-      received.push({ method: req.method, url: req.url, headers: req.headers, body });
+      received.push({ method: req.method, url: req.url, headers: req.headers, body, at: Date.now() });
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"ok":true}');
     });
@@ -153,6 +162,19 @@ test('the flow is drawn step by step with the + buttons, and problems show on th
   ]);
   await page.locator('.step-card[data-kind="message"] .problem-badge').waitFor({ state: 'detached' });
 
+  // A Liquid error in the body is a problem of its step: a badge on its card, and no launch.
+  const greeting = page.locator('#step-panel #composer-pairs .kv-row').nth(1).getByLabel('Value (Liquid allowed)');
+  await greeting.fill('Welcome {{${first_name}');
+  const welcomeCard = page.locator('.step-card', { hasText: 'Welcome' });
+  await welcomeCard.locator('.problem-badge').waitFor();
+  await page.getByRole('tab', { name: /Summary/ }).click();
+  await page.locator('#summary-problems .problem').first().waitFor();
+  await page.locator('#launch-blocked', { hasText: 'Fix the problems above to launch.' }).waitFor();
+  assert.equal(await page.locator('#launch-canvas').isDisabled(), true, 'no launch while a problem shows');
+  await page.getByRole('tab', { name: /Build/ }).click();
+  await greeting.fill('Welcome {{${first_name}}}');
+  await welcomeCard.locator('.problem-badge').waitFor({ state: 'detached' });
+
   await addStep('after “Welcome”', 'Delay');
   await page.locator('#step-panel').getByLabel('Delay amount').fill('1');
   await page.locator('#step-panel #delay-unit').selectOption('minutes');
@@ -168,10 +190,17 @@ test('the flow is drawn step by step with the + buttons, and problems show on th
   await page.locator('.edge-label', { hasText: 'Yes' }).waitFor();
   await page.locator('.edge-label', { hasText: 'No' }).waitFor();
 
+  // Both branches get a step: an empty branch would block the launch.
   await addStep('on the Yes path of “Is pro”', 'Message');
-  await composeMessage('Message A', `${receiverUrl}/pro`, [['user', '{{${user_id}}}']]);
+  await composeMessage('Message A', `${receiverUrl}/pro`, [
+    ['user', '{{${user_id}}}'],
+    ['offer', 'Pro perks for {{${first_name}}}'],
+  ]);
   await addStep('on the No path of “Is pro”', 'Message');
-  await composeMessage('Message B', `${receiverUrl}/free`, [['user', '{{${user_id}}}']]);
+  await composeMessage('Message B', `${receiverUrl}/free`, [
+    ['user', '{{${user_id}}}'],
+    ['offer', 'Go pro, {{${first_name}}}'],
+  ]);
 
   assert.equal(await page.locator('.step-card').count(), 5);
   await page.locator('#build-problems .no-problems').waitFor();
@@ -217,7 +246,8 @@ test('users performing signup receive their personalised welcome webhook and wai
       { external_id: 'bob', first_name: 'Bob', plan: 'free' },
     ],
   });
-  const now = new Date().toISOString();
+  signupTrackedAt = Date.now();
+  const now = new Date(signupTrackedAt).toISOString();
   await track({
     events: [
       { external_id: 'ada', name: 'signup', time: now },
@@ -289,10 +319,36 @@ test('saving a launched Canvas freezes a new version', async () => {
   await hydrated(page);
   await page.locator('.step-card', { hasText: 'Message B' }).click();
   await page.locator('#step-panel').getByLabel('Step name').fill('Message for free users');
+  await page.locator('#step-panel').getByLabel('Webhook URL').fill(`${receiverUrl}/free-v2`);
   await page.locator('.step-card', { hasText: 'Message for free users' }).waitFor();
   await page.locator('#panel-build').getByRole('button', { name: 'Save as new version' }).click();
   await page.locator('#canvas-notice', { hasText: /^Saved as version 2; users already inside stay on their version\.$/ }).waitFor();
   await page.locator('#canvas-version', { hasText: 'version 2' }).waitFor();
+});
+
+test('a minute after the welcome the pro user gets Message A and the other Message B, on their version', async () => {
+  const welcomes = received.filter((r) => r.url === '/welcome');
+  const welcomeOf = (user) => welcomes.find((r) => JSON.parse(r.body).user === user);
+  assert.equal(welcomes.length, 2);
+  // The Delay lets them go about a minute after the welcomes; allow the engine a minute more.
+  const deadline = Math.max(...welcomes.map((r) => r.at)) + 120_000;
+  const [pro] = await arrivals('/pro', 1, deadline - Date.now());
+  const [free] = await arrivals('/free', 1, deadline - Date.now());
+
+  assert.deepEqual(JSON.parse(pro.body), { user: 'ada', offer: 'Pro perks for Ada' });
+  assert.deepEqual(JSON.parse(free.body), { user: 'bob', offer: 'Go pro, Bob' });
+  for (const [hit, user] of [[pro, 'ada'], [free, 'bob']]) {
+    // No journey began before the signup was tracked, so a full minute lies between the two.
+    assert.ok(hit.at - signupTrackedAt >= 60_000, `${user} left the Delay ${hit.at - signupTrackedAt} ms after signing up`);
+    // The welcome and the start of the Delay share one engine tick; the welcome's own delivery
+    // (a few milliseconds) may land after the Delay began, hence the second of slack.
+    const held = hit.at - welcomeOf(user).at;
+    assert.ok(held >= 59_000, `${user} got the split's message ${held} ms after the welcome`);
+  }
+  // Only one message each, each down their own branch, and none from version 2's address: users
+  // inside stay on the version they entered.
+  const after = received.filter((r) => ['/pro', '/free', '/free-v2'].includes(r.url)).map((r) => r.url).sort();
+  assert.deepEqual(after, ['/free', '/pro']);
 });
 
 test('an API-triggered Canvas renders the context of /api/canvas/trigger/send', async () => {
@@ -337,6 +393,88 @@ test('an API-triggered Canvas renders the context of /api/canvas/trigger/send', 
   assert.equal(res.status, 201, await res.text());
   const [hit] = await arrivals('/coupon', 1);
   assert.deepEqual(JSON.parse(hit.body), { user: 'ada', coupon: 'WELCOME10' });
+});
+
+test('the Audience Paths editor: a path with a condition survives a save and a reload', async () => {
+  await page.goto(`${base}/canvases/new`);
+  await hydrated(page);
+  await page.getByLabel('Canvas name').fill('Segmented');
+  await page.getByRole('tab', { name: /Build/ }).click();
+  await addStep('at the start', 'Audience Paths');
+  const panel = page.locator('#step-panel');
+  await panel.getByLabel('Step name').fill('By plan');
+  const paths = panel.locator('.path-box');
+  assert.equal(await paths.count(), 1);
+  await paths.nth(0).getByLabel('Path name').fill('Pro');
+  await paths.nth(0).getByRole('button', { name: '+ Condition' }).click();
+  await paths.nth(0).getByLabel('Attribute name').fill('plan');
+  await paths.nth(0).getByLabel('Value', { exact: true }).fill('pro');
+  await panel.getByRole('button', { name: '+ Path' }).click();
+  assert.equal(await paths.count(), 2);
+  await paths.nth(1).getByLabel('Path name').fill('Trial');
+  await paths.nth(1).getByRole('button', { name: '+ Condition' }).click();
+  await paths.nth(1).getByLabel('Attribute name').fill('plan');
+  await paths.nth(1).getByLabel('Value', { exact: true }).fill('trial');
+  await page.locator('.edge-label', { hasText: 'Trial' }).waitFor();
+  await page.locator('.edge-label', { hasText: 'Everyone else' }).waitFor();
+
+  // Its three branches are empty: problems of the step until each has a step.
+  await page.locator('.step-card[data-kind="audience_paths"] .problem-badge').waitFor();
+  for (const place of ['on the Pro path of “By plan”', 'on the Trial path of “By plan”', 'on the Everyone else path of “By plan”']) {
+    await addStep(place, 'Exit');
+  }
+  assert.equal(await page.locator('.step-card[data-kind="exit"]').count(), 3);
+  await page.locator('#build-problems .no-problems').waitFor();
+  await page.locator('#panel-build').getByRole('button', { name: 'Save draft' }).click();
+  await page.waitForURL(/\/canvases\/[0-9a-f-]{36}\?tab=build$/);
+
+  await page.goto(page.url());
+  await hydrated(page);
+  assert.equal(await page.locator('.step-card[data-kind="exit"]').count(), 3);
+  await page.locator('.step-card', { hasText: 'By plan' }).click();
+  const saved = page.locator('#step-panel .path-box');
+  assert.equal(await saved.count(), 2);
+  for (const [i, name, plan] of [[0, 'Pro', 'pro'], [1, 'Trial', 'trial']]) {
+    assert.equal(await saved.nth(i).getByLabel('Path name').inputValue(), name);
+    assert.equal(await saved.nth(i).getByLabel('Attribute name').inputValue(), 'plan');
+    assert.equal(await saved.nth(i).getByLabel('Value', { exact: true }).inputValue(), plan);
+  }
+  await page.locator('#build-problems .no-problems').waitFor();
+});
+
+test('the Settings tab: variants with a control group and an entry limit survive a save and a reload', async () => {
+  const url = page.url().replace(/\?.*$/, '');
+  await page.getByRole('tab', { name: /Settings/ }).click();
+  const settings = page.locator('#panel-settings');
+  const variants = page.locator('#canvas-variants');
+  await variants.getByRole('button', { name: '+ Variant' }).click();
+  await variants.getByLabel('Variant name').nth(1).fill('Quiet');
+  await variants.getByLabel('Variant percent').nth(0).fill('45');
+  await variants.getByLabel('Variant percent').nth(1).fill('45');
+  await variants.locator('#control-percent').fill('10');
+  await variants.getByText('Total: 100% (must be 100%)').waitFor();
+  await settings.locator('#settings-entry-limit').fill('500');
+  await settings.getByLabel('Entry limit period').selectOption('lifetime');
+  await settings.getByRole('button', { name: 'Save draft' }).click();
+  await settings.getByRole('status').filter({ hasText: 'Saved' }).waitFor();
+
+  await page.goto(`${url}?tab=settings`);
+  await hydrated(page);
+  const names = page.locator('#canvas-variants').getByLabel('Variant name');
+  assert.equal(await names.count(), 2);
+  assert.equal(await names.nth(0).inputValue(), 'Variant 1');
+  assert.equal(await names.nth(1).inputValue(), 'Quiet');
+  const percents = page.locator('#canvas-variants').getByLabel('Variant percent');
+  assert.equal(await percents.nth(0).inputValue(), '45');
+  assert.equal(await percents.nth(1).inputValue(), '45');
+  assert.equal(await page.locator('#control-percent').inputValue(), '10');
+  assert.equal(await page.locator('#settings-entry-limit').inputValue(), '500');
+  assert.equal(await page.locator('#panel-settings').getByLabel('Entry limit period').inputValue(), 'lifetime');
+  // The first variant kept its path; the new one starts empty, side by side on the diagram.
+  await page.getByRole('tab', { name: /Build/ }).click();
+  await page.locator('.flow-node.variant-node', { hasText: 'Quiet' }).waitFor();
+  await page.locator('.flow-node.control-node').waitFor();
+  assert.equal(await page.locator('.step-card').count(), 4);
 });
 
 test('the list filters by status through the address and offers row actions', async () => {
