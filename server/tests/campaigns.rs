@@ -452,6 +452,8 @@ async fn the_management_api_needs_its_permission_and_is_described_by_openapi() {
         let narrow = app.api_key(&ws, &["messages.send"], "").await;
         let (status, _) = get(&app, &narrow, "/v1/campaigns").await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = get(&app, &narrow, "/v1/canvases").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
         let (status, answer) = post(
             &app,
             &app.api_key(&ws, &["herald.manage"], "").await,
@@ -480,6 +482,64 @@ async fn the_management_api_needs_its_permission_and_is_described_by_openapi() {
             "/campaigns/trigger/send",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} is described");
+        }
+        // The Canvas endpoints, each operation with the permission it needs.
+        for (path, method, permission) in [
+            ("/v1/canvases", "get", "herald.manage"),
+            ("/v1/canvases", "post", "herald.manage"),
+            ("/v1/canvases/{id}", "get", "herald.manage"),
+            ("/v1/canvases/{id}", "put", "herald.manage"),
+            ("/v1/canvases/{id}/{action}", "post", "herald.manage"),
+            ("/v1/canvases/{id}/stats", "get", "herald.manage"),
+            ("/canvas/trigger/send", "post", "canvas.trigger.send"),
+            (
+                "/canvas/trigger/schedule/create",
+                "post",
+                "canvas.trigger.schedule.create",
+            ),
+            (
+                "/canvas/trigger/schedule/update",
+                "post",
+                "canvas.trigger.schedule.update",
+            ),
+            (
+                "/canvas/trigger/schedule/delete",
+                "post",
+                "canvas.trigger.schedule.delete",
+            ),
+            ("/canvas/list", "get", "canvas.list"),
+            ("/canvas/details", "get", "canvas.details"),
+            ("/canvas/data_series", "get", "canvas.data_series"),
+        ] {
+            let operation = &doc["paths"][path][method];
+            assert!(
+                operation["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&format!("`{permission}`"))),
+                "{method} {path} is described with its permission: {operation}"
+            );
+        }
+        let actions =
+            &doc["paths"]["/v1/canvases/{id}/{action}"]["post"]["parameters"][1]["schema"]["enum"];
+        for action in [
+            "launch",
+            "pause",
+            "resume",
+            "stop",
+            "archive",
+            "unarchive",
+            "duplicate",
+        ] {
+            assert!(
+                actions.as_array().unwrap().contains(&json!(action)),
+                "{action} is described: {actions}"
+            );
+        }
+        for schema in ["Canvas", "CanvasInput"] {
+            assert!(
+                doc["components"]["schemas"][schema].is_object(),
+                "{schema} is described"
+            );
         }
     }
 }

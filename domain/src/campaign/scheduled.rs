@@ -49,8 +49,8 @@ pub enum ScheduledKind {
         campaign_id: CampaignId,
         request: TriggerRequest,
     },
-    /// `/canvas/trigger/schedule/create`: users enter the Canvas at the time (local time is not
-    /// applied to Canvas entries: they enter at `send_at` UTC).
+    /// `/canvas/trigger/schedule/create`: users enter the Canvas at `send_at` (UTC). Local time is
+    /// refused for Canvas entries (see `check_local_time`).
     CanvasTrigger {
         canvas_id: crate::CanvasId,
         request: crate::canvas::CanvasTriggerRequest,
@@ -102,6 +102,21 @@ fn check_time(send_at: DateTime<Utc>, in_local_time: bool, now: DateTime<Utc>) -
         return Err(DomainError::invalid(
             "schedule.time",
             "the time has already passed",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses `in_local_time` for Canvas entries. Braze lets each user enter at the wall time in
+/// their own zone; Herald's Canvas trigger enters everyone of a call at once, and carrying the
+/// schedule out when the time comes in the first zone would let users in up to 14 hours early,
+/// so the caller is told to give a UTC time instead.
+fn check_local_time(kind: &str, in_local_time: bool) -> DomainResult<()> {
+    if in_local_time && kind == KIND_CANVAS_TRIGGER {
+        return Err(DomainError::invalid(
+            "schedule.in_local_time",
+            "Canvas entries cannot be scheduled in users' local time; give the time in UTC \
+             (in_local_time: false)",
         ));
     }
     Ok(())
@@ -293,6 +308,7 @@ pub async fn create_scheduled(
     now: DateTime<Utc>,
 ) -> DomainResult<ScheduledSend> {
     let mut kind = kind;
+    check_local_time(kind_name(&kind), in_local_time)?;
     check_time(send_at, in_local_time, now)?;
     let campaign_id = check_kind(db, ws, &mut kind).await?;
     let row = scheduled_message::ActiveModel {
@@ -331,6 +347,7 @@ pub async fn update_scheduled(
     let mut update = scheduled_message::Entity::update_many()
         .col_expr(scheduled_message::Column::UpdatedAt, Expr::value(now));
     if let Some((send_at, in_local_time)) = send_at {
+        check_local_time(&row.kind, in_local_time)?;
         check_time(send_at, in_local_time, now)?;
         update = update
             .col_expr(
@@ -441,7 +458,8 @@ pub async fn list_scheduled(
 /// the first time zone, and each user's send then waits for `send_at` in the user's own zone
 /// (UTC for users without one: a workspace has no company time zone); users for whom that time
 /// had already passed when the schedule was set (created or last updated) get nothing, as in
-/// Braze.
+/// Braze. Canvas entries never run early: a Canvas schedule stored with `in_local_time` (before
+/// `check_local_time` refused it) is due at `send_at` read as UTC.
 ///
 /// Each schedule's sends and its `done` mark are written in one transaction, and the mark is
 /// conditional on the lease still being ours: a runner that lost its lease (it was slower than
@@ -507,13 +525,14 @@ async fn claim_due(
          WHERE (workspace_id, id) IN ( \
            SELECT workspace_id, id FROM scheduled_message \
            WHERE (status = '{pending}' \
-                  AND ((NOT in_local_time AND send_at <= {now}) \
-                       OR (in_local_time AND send_at <= {local_now}))) \
+                  AND (((NOT in_local_time OR kind = '{canvas}') AND send_at <= {now}) \
+                       OR (in_local_time AND kind <> '{canvas}' AND send_at <= {local_now}))) \
               OR (status = '{running}' AND lease_until <= {now}) \
            ORDER BY send_at LIMIT {limit}{skip_locked}) \
          RETURNING *",
         running = status::RUNNING,
         pending = status::PENDING,
+        canvas = KIND_CANVAS_TRIGGER,
         lease = p[0],
         now = p[1],
         local_now = p[2],

@@ -143,7 +143,8 @@ pub async fn trigger_send(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-/// `POST /canvas/trigger/schedule/create` (`canvas.trigger.schedule.create`).
+/// `POST /canvas/trigger/schedule/create` (`canvas.trigger.schedule.create`): the entries happen
+/// at `schedule.time` (UTC); `schedule.in_local_time: true` is refused with a 400 naming it.
 pub async fn trigger_schedule_create(
     caller: ApiCaller,
     State(state): State<AppState>,
