@@ -104,7 +104,8 @@ fn variant(name: &str, percent: u8, first: &str) -> CanvasVariant {
     }
 }
 
-/// An API-triggered Canvas with no problems: welcome → wait → split (yes → follow-up; no ends).
+/// An API-triggered Canvas with no problems: welcome → wait → split (yes → follow-up; no → an
+/// Exit step).
 fn definition() -> Definition {
     Definition {
         entry: Entry::Api,
@@ -124,10 +125,11 @@ fn definition() -> Definition {
                     segment_ids: vec![],
                     filter: Some(has_name()),
                     yes: next("follow-up"),
-                    no: None,
+                    no: next("done"),
                 },
             ),
             send("follow-up", None),
+            step("done", "The end", StepKind::Exit),
         ],
     }
 }
@@ -229,11 +231,12 @@ async fn names(db: &DatabaseConnection, ws: &WorkspaceId, filter: CanvasFilter) 
 // Problems (pure)
 
 #[test]
-fn a_complete_definition_has_no_problems_even_with_empty_branches_and_a_past_delay_date() {
+fn a_complete_definition_has_no_problems_even_with_a_last_step_without_next_and_a_past_delay_date()
+{
     let mut d = definition();
     assert_eq!(canvas::problems(&d), vec![]);
-    // An empty branch ends the journey (the split's `no`, and the last step's `next`), and a
-    // Delay until a date already past only makes users exit when they reach it.
+    // A step's plain `next` left empty ends the journey after it (the last step's), and a Delay
+    // until a date already past only makes users exit when they reach it.
     d.steps.push(step(
         "late",
         "",
@@ -256,6 +259,125 @@ fn a_complete_definition_has_no_problems_even_with_empty_branches_and_a_past_del
 }
 
 #[test]
+fn an_empty_branch_is_a_problem_of_its_step_until_it_gets_a_step_or_an_exit() {
+    // The split's No branch left empty: the Exit step is unreachable too.
+    let mut d = definition();
+    if let StepKind::DecisionSplit { no, .. } = &mut d.steps[2].kind {
+        *no = None;
+    }
+    let found = canvas::problems(&d);
+    assert_eq!(fields(&found), ["steps[2].no", "steps[4]"]);
+    assert_eq!(found[0].step_id, Some(id("split")));
+    assert_eq!(
+        found[0].message,
+        "the No branch is empty: add a step to it, or an Exit step to end the journey there"
+    );
+    // Both branches empty, the Exit step removed.
+    d.steps.pop();
+    if let StepKind::DecisionSplit { yes, .. } = &mut d.steps[2].kind {
+        *yes = None;
+    }
+    d.steps.pop();
+    assert_eq!(
+        fields(&canvas::problems(&d)),
+        ["steps[2].yes", "steps[2].no"]
+    );
+
+    // Audience and Action Paths: each path and Everyone Else.
+    let with = |kind: StepKind| {
+        let mut d = definition();
+        d.steps[2].kind = kind;
+        d
+    };
+    let group = |name: &str, then: Option<StepId>| AudiencePath {
+        name: name.into(),
+        filter: has_name(),
+        next: then,
+    };
+    let audience = with(StepKind::AudiencePaths {
+        paths: vec![group("Named", next("follow-up")), group("Others", None)],
+        everyone_else: None,
+    });
+    let found = canvas::problems(&audience);
+    assert_eq!(
+        fields(&found),
+        [
+            "steps[2].paths[1].next",
+            "steps[2].everyone_else",
+            "steps[4]"
+        ]
+    );
+    assert!(
+        found[0].message.starts_with("the path “Others” is empty"),
+        "{}",
+        found[0].message
+    );
+    assert!(
+        found[1]
+            .message
+            .starts_with("the Everyone Else path is empty"),
+        "{}",
+        found[1].message
+    );
+    let audience = with(StepKind::AudiencePaths {
+        paths: vec![
+            group("Named", next("follow-up")),
+            group("Others", next("done")),
+        ],
+        everyone_else: next("done"),
+    });
+    assert_eq!(canvas::problems(&audience), vec![]);
+
+    let bought = |then: Option<StepId>| ActionPath {
+        name: "Bought".into(),
+        trigger: Trigger::Purchase { product_id: None },
+        next: then,
+    };
+    let action = with(StepKind::ActionPaths {
+        window_seconds: 3600,
+        paths: vec![bought(None)],
+        everyone_else: next("follow-up"),
+    });
+    assert_eq!(
+        fields(&canvas::problems(&action)),
+        ["steps[2].paths[0].next", "steps[4]"]
+    );
+    let action = with(StepKind::ActionPaths {
+        window_seconds: 3600,
+        paths: vec![bought(next("follow-up"))],
+        everyone_else: None,
+    });
+    assert_eq!(
+        fields(&canvas::problems(&action)),
+        ["steps[2].everyone_else", "steps[4]"]
+    );
+
+    // Experiment paths; the control group is no branch (it ends the journey).
+    let experiment = |then: Option<StepId>| {
+        with(StepKind::Experiment {
+            paths: vec![
+                ExperimentPath {
+                    name: "A".into(),
+                    percent: 40,
+                    next: next("follow-up"),
+                },
+                ExperimentPath {
+                    name: "B".into(),
+                    percent: 40,
+                    next: then,
+                },
+            ],
+            control_percent: 20,
+        })
+    };
+    assert_eq!(
+        fields(&canvas::problems(&experiment(None))),
+        ["steps[2].paths[1].next", "steps[4]"]
+    );
+    assert_eq!(canvas::problems(&experiment(next("done"))), vec![]);
+}
+
+#[test]
 fn a_branch_naming_a_missing_step_is_a_problem_of_that_branch() {
     let mut d = definition();
     d.steps[0] = send("welcome", next("nowhere"));
@@ -263,7 +385,13 @@ fn a_branch_naming_a_missing_step_is_a_problem_of_that_branch() {
     // `wait` and what follows it can no longer be reached either.
     assert_eq!(
         fields(&found),
-        ["steps[0].next", "steps[1]", "steps[2]", "steps[3]"]
+        [
+            "steps[0].next",
+            "steps[1]",
+            "steps[2]",
+            "steps[3]",
+            "steps[4]"
+        ]
     );
     assert_eq!(found[0].step_id, Some(id("welcome")));
     assert!(found[0].message.contains("nowhere"), "{}", found[0].message);
@@ -275,6 +403,7 @@ fn a_branch_naming_a_missing_step_is_a_problem_of_that_branch() {
         yes: next("follow-up"),
         no: next("missing"),
     };
+    d.steps[3] = send("follow-up", next("done"));
     assert_eq!(only_problem(&d).field, "steps[2].no");
 
     let mut d = definition();
@@ -319,6 +448,7 @@ fn a_branch_leading_back_to_an_earlier_step_is_a_cycle() {
         yes: next("follow-up"),
         no: next("follow-up"),
     };
+    d.steps[3] = send("follow-up", next("done"));
     assert_eq!(canvas::problems(&d), vec![]);
 }
 
@@ -327,7 +457,7 @@ fn a_step_no_variant_leads_to_is_unreachable() {
     let mut d = definition();
     d.steps.push(send("orphan", next("follow-up")));
     let problem = only_problem(&d);
-    assert_eq!(problem.field, "steps[4]");
+    assert_eq!(problem.field, "steps[5]");
     assert_eq!(problem.step_id, Some(id("orphan")));
     assert!(
         problem.message.contains("unreachable"),
@@ -398,7 +528,7 @@ fn percentages_must_add_up_for_variants_and_experiments() {
                     .map(|(i, p)| ExperimentPath {
                         name: format!("Path {i}"),
                         percent: *p,
-                        next: None,
+                        next: next("done"),
                     })
                     .collect(),
                 control_percent: control,
@@ -447,7 +577,7 @@ fn limits_on_steps_paths_and_variables_are_enforced() {
                         next: next("follow-up"),
                     })
                     .collect(),
-                everyone_else: None,
+                everyone_else: next("done"),
             },
         );
         d
@@ -530,7 +660,7 @@ fn action_paths_wait_between_a_second_and_31_days_for_at_least_one_named_path() 
             StepKind::ActionPaths {
                 window_seconds,
                 paths,
-                everyone_else: None,
+                everyone_else: next("done"),
             },
         );
         d
@@ -560,7 +690,7 @@ fn action_paths_wait_between_a_second_and_31_days_for_at_least_one_named_path() 
     let unnamed = ActionPath {
         name: " ".into(),
         trigger: event(""),
-        next: None,
+        next: next("done"),
     };
     assert_eq!(
         fields(&canvas::problems(&action_paths(
@@ -643,14 +773,14 @@ fn step_ids_are_well_formed_and_unique_and_splits_decide_on_something() {
         segment_ids: vec![],
         filter: Some(has_name()),
         yes: next("Follow Up!"),
-        no: None,
+        no: next("done"),
     };
     assert_eq!(only_problem(&d).field, "steps[3].id");
 
     let mut d = definition();
     d.steps.push(send("welcome", None));
     let problem = only_problem(&d);
-    assert_eq!(problem.field, "steps[4].id");
+    assert_eq!(problem.field, "steps[5].id");
     assert!(problem.message.contains("already"), "{}", problem.message);
 
     let mut d = definition();
@@ -658,14 +788,14 @@ fn step_ids_are_well_formed_and_unique_and_splits_decide_on_something() {
         segment_ids: vec![],
         filter: None,
         yes: next("follow-up"),
-        no: None,
+        no: next("done"),
     };
     assert_eq!(only_problem(&d).field, "steps[2].filter");
     d.steps[2].kind = StepKind::DecisionSplit {
         segment_ids: vec![SegmentId::generate()],
         filter: None,
         yes: next("follow-up"),
-        no: None,
+        no: next("done"),
     };
     assert_eq!(canvas::problems(&d), vec![]);
 
@@ -838,6 +968,25 @@ async fn launch_refuses_a_canvas_with_problems_naming_the_first_problems_field()
             "settings.time_zone"
         );
 
+        // An empty branch blocks launch, and the refusal says what to do about it.
+        let mut open_ended = input("Open ended");
+        open_ended.definition.steps.pop();
+        if let StepKind::DecisionSplit { no, .. } = &mut open_ended.definition.steps[2].kind {
+            *no = None;
+        }
+        let created = create(&db, &ws, open_ended).await;
+        let refused = canvas::launch_canvas(&db, &ws, &created.id, now()).await;
+        let Err(DomainError::Invalid { field, message }) = refused else {
+            panic!("expected a refusal, got {refused:?}");
+        };
+        assert_eq!(field, "steps");
+        assert_eq!(
+            message,
+            "step “split”, steps[2].no: the No branch is empty: add a step to it, or an Exit \
+             step to end the journey there"
+        );
+        assert_eq!(frozen(&db, &ws, &created.id, 1).await, None);
+
         // A one-off schedule already past has no entry time left.
         let mut past = input("Past");
         past.definition.entry = Entry::Scheduled {
@@ -879,7 +1028,7 @@ async fn segments_must_exist_and_not_be_archived_to_launch() {
             segment_ids: vec![kept.id.clone()],
             filter: None,
             yes: next("follow-up"),
-            no: None,
+            no: next("done"),
         };
         assert_eq!(
             canvas::check_definition(&db, &ws, &d).await.unwrap(),
@@ -892,7 +1041,7 @@ async fn segments_must_exist_and_not_be_archived_to_launch() {
             segment_ids: vec![kept.id.clone(), gone.id.clone()],
             filter: None,
             yes: next("follow-up"),
-            no: None,
+            no: next("done"),
         };
         let found = canvas::check_definition(&db, &ws, &d).await.unwrap();
         assert_eq!(
@@ -1727,7 +1876,10 @@ async fn stats_count_journeys_steps_branches_and_sends_in_the_period() {
         assert_eq!(stats.finished, 1);
         assert_eq!(stats.exited, 1);
         let steps: Vec<&str> = stats.steps.iter().map(|s| s.step_id.as_str()).collect();
-        assert_eq!(steps, ["welcome", "wait", "split", "follow-up", "legacy"]);
+        assert_eq!(
+            steps,
+            ["welcome", "wait", "split", "follow-up", "done", "legacy"]
+        );
         let welcome = &stats.steps[0];
         assert_eq!(
             (
@@ -1756,7 +1908,7 @@ async fn stats_count_journeys_steps_branches_and_sends_in_the_period() {
             ),
             (1, 0, 0, 1)
         );
-        assert_eq!(stats.steps[4].entered, 1);
+        assert_eq!(stats.steps[5].entered, 1);
         assert_eq!(
             stats.series,
             [
@@ -1790,7 +1942,7 @@ async fn stats_count_journeys_steps_branches_and_sends_in_the_period() {
         .unwrap();
         assert_eq!(empty.entries, 0);
         assert_eq!(empty.in_progress, 2);
-        assert_eq!(empty.steps.len(), 4);
+        assert_eq!(empty.steps.len(), 5);
         assert!(
             empty
                 .steps

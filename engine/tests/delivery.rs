@@ -10,17 +10,23 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use domain::campaign::{AudienceSpec, Bucket};
+use domain::canvas::{
+    self, Canvas, CanvasInput, CanvasSettings, CanvasTarget, CanvasTriggerRequest, CanvasVariant,
+    Definition, Entry, ExitCriteria, Step, StepId, StepKind,
+};
 use domain::entity::webhook_send;
 use domain::outbox::{self, NewSend, SourceKind};
 use domain::template::RenderContext;
 use domain::webhook::{Body, Method, WebhookMessage};
-use domain::{Clock, ManualClock, SendId, WorkspaceId};
+use domain::{Clock, ManualClock, SendId, WorkspaceId, profile};
 use engine::{
     AddressPolicy, DeliverySettings, DispatchSettings, Dispatcher, RetryPolicy, WebhookClient,
 };
 use migrations::testing::{durable_test_databases, test_databases};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde_json::{Map, json};
 
 /// What the receiver answers next.
 #[derive(Clone, Debug)]
@@ -681,5 +687,211 @@ async fn shutdown_stops_claiming_under_a_backlog_and_records_what_was_in_flight(
             delivered,
             "every request that went out was recorded"
         );
+    }
+}
+
+/// A Message step of a Canvas posting `text` (Liquid) to `url`.
+fn canvas_message(id: &str, url: String, text: &str, next: Option<&str>) -> Step {
+    Step {
+        id: StepId(id.into()),
+        name: id.into(),
+        kind: StepKind::Message {
+            message: WebhookMessage {
+                method: Method::Post,
+                url,
+                headers: vec![],
+                body: Body::Raw { text: text.into() },
+            },
+            next: next.map(|n| StepId(n.into())),
+        },
+    }
+}
+
+/// An API-triggered Canvas of `steps` (the first one first) sharing `rate_per_minute`, launched
+/// at `now` and entered by `users` (external id, plan), whose journeys the engine then runs as
+/// far as they go at `now`.
+async fn entered_canvas(
+    db: &DatabaseConnection,
+    ws: &WorkspaceId,
+    steps: Vec<Step>,
+    rate_per_minute: Option<u32>,
+    users: &[(&str, &str)],
+    now: DateTime<Utc>,
+) -> Canvas {
+    let attributes: Vec<_> = users
+        .iter()
+        .map(|(id, plan)| json!({"external_id": id, "plan": plan}))
+        .collect();
+    let tracked = profile::track(db, ws, &json!({ "attributes": attributes }), now)
+        .await
+        .unwrap();
+    assert!(tracked.errors.is_empty(), "{:?}", tracked.errors);
+    let definition = Definition {
+        entry: Entry::Api,
+        audience: AudienceSpec::default(),
+        exit: ExitCriteria::default(),
+        settings: CanvasSettings {
+            rate_per_minute,
+            ..CanvasSettings::default()
+        },
+        variants: vec![CanvasVariant {
+            id: None,
+            name: "Main".into(),
+            percent: 100,
+            first_step: Some(steps[0].id.clone()),
+        }],
+        control_percent: 0,
+        conversions: vec![],
+        steps,
+    };
+    let input = CanvasInput {
+        name: "Journey".into(),
+        description: String::new(),
+        tags: vec![],
+        definition,
+    };
+    let draft = canvas::create_canvas(db, ws, input, now).await.unwrap();
+    let live = canvas::launch_canvas(db, ws, &draft.id, now).await.unwrap();
+    let everyone = CanvasTriggerRequest {
+        target: CanvasTarget::Broadcast { audience: None },
+        context: Map::new(),
+    };
+    let entered = canvas::trigger_canvas(db, ws, &live.id, everyone, now)
+        .await
+        .unwrap();
+    assert_eq!(entered.entered as usize, users.len());
+    assert_eq!(
+        canvas::advance_due(db, now, 100).await.unwrap(),
+        users.len()
+    );
+    live
+}
+
+async fn workspace_sends(db: &DatabaseConnection, ws: &WorkspaceId) -> Vec<webhook_send::Model> {
+    webhook_send::Entity::find()
+        .filter(webhook_send::Column::WorkspaceId.eq(ws.as_str()))
+        .all(db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_canvas_message_whose_liquid_aborts_is_aborted_without_a_request_and_the_user_moves_on() {
+    for db in test_databases().await {
+        let (receiver, addr) = Receiver::start().await;
+        let clock = clock();
+        let now = clock.now();
+        let ws = workspace();
+        let url = |step: &str| format!("http://{addr}/{step}");
+        let aborting = "{% if custom_attribute.${plan} == 'free' %}{% abort_message('free plan') \
+                        %}{% endif %}offer {{${user_id}}}";
+        let canvas = entered_canvas(
+            &db,
+            &ws,
+            vec![
+                canvas_message("offer", url("offer"), aborting, Some("follow-up")),
+                canvas_message(
+                    "follow-up",
+                    url("follow-up"),
+                    "follow-up {{${user_id}}}",
+                    None,
+                ),
+            ],
+            None,
+            &[("u1", "pro"), ("u2", "free")],
+            now,
+        )
+        .await;
+        let d = dispatcher(&db, &clock, settings(true), |_| {});
+        assert_eq!(d.tick().await.unwrap(), 4);
+        assert_eq!(d.tick().await.unwrap(), 0);
+
+        // The free user's offer never left; their follow-up did.
+        let mut bodies: Vec<String> = receiver.received().into_iter().map(|r| r.body).collect();
+        bodies.sort();
+        assert_eq!(bodies, ["follow-up u1", "follow-up u2", "offer u1"]);
+        let sends = workspace_sends(&db, &ws).await;
+        let aborted: Vec<_> = sends.iter().filter(|s| s.status == "aborted").collect();
+        assert_eq!(aborted.len(), 1);
+        let aborted = aborted[0];
+        assert_eq!(
+            (aborted.recipient.as_deref(), aborted.variant_id.as_deref()),
+            (Some("u2"), Some("offer"))
+        );
+        assert_eq!(aborted.last_error.as_deref(), Some("aborted: free plan"));
+        let id = SendId::from_db(aborted.id.clone());
+        assert!(outbox::attempts_of(&db, &ws, &id).await.unwrap().is_empty());
+        assert_eq!(sends.iter().filter(|s| s.status == "delivered").count(), 3);
+
+        // The analytics count the abort on the step, and the user going on.
+        let stats = canvas::canvas_stats(
+            &db,
+            &ws,
+            &canvas.id,
+            now - chrono::Duration::days(1),
+            now + chrono::Duration::days(1),
+            Bucket::Day,
+        )
+        .await
+        .unwrap();
+        let figures = |step: &str| {
+            let s = stats
+                .steps
+                .iter()
+                .find(|s| s.step_id.as_str() == step)
+                .unwrap();
+            (s.entered, s.sent, s.delivered, s.aborted, s.errors)
+        };
+        assert_eq!(figures("offer"), (2, 2, 1, 1, 0));
+        assert_eq!(figures("follow-up"), (2, 2, 2, 0, 0));
+        assert_eq!(stats.finished, 2);
+    }
+}
+
+#[tokio::test]
+async fn the_message_steps_of_a_canvas_share_its_rate_limit() {
+    for db in test_databases().await {
+        let (receiver, addr) = Receiver::start().await;
+        // The start of a minute, so the limiter's window is predictable.
+        let start = Utc::now().timestamp() / 60 * 60 + 60;
+        let clock = ManualClock::new(chrono::DateTime::from_timestamp(start, 0).unwrap());
+        let ws = workspace();
+        let url = |step: &str| format!("http://{addr}/{step}");
+        entered_canvas(
+            &db,
+            &ws,
+            vec![
+                canvas_message("one", url("one"), "one {{${user_id}}}", Some("two")),
+                canvas_message("two", url("two"), "two {{${user_id}}}", None),
+            ],
+            Some(2),
+            &[("u1", "pro"), ("u2", "pro")],
+            clock.now(),
+        )
+        .await;
+        let d = dispatcher(&db, &clock, settings(true), |_| {});
+
+        // Four sends over two steps, two a minute between them (not two per step).
+        d.tick().await.unwrap();
+        assert_eq!(receiver.received().len(), 2);
+        assert_eq!(
+            d.tick().await.unwrap(),
+            0,
+            "the rest waits for the next minute"
+        );
+        let next_minute = clock.now() + chrono::Duration::seconds(60);
+        let waiting: Vec<_> = workspace_sends(&db, &ws)
+            .await
+            .into_iter()
+            .filter(|s| s.status == "pending")
+            .collect();
+        assert_eq!(waiting.len(), 2);
+        assert!(waiting.iter().all(|s| s.next_attempt_at == next_minute));
+
+        clock.advance(chrono::Duration::seconds(60));
+        d.tick().await.unwrap();
+        let mut bodies: Vec<String> = receiver.received().into_iter().map(|r| r.body).collect();
+        bodies.sort();
+        assert_eq!(bodies, ["one u1", "one u2", "two u1", "two u2"]);
     }
 }

@@ -446,7 +446,9 @@ pub(super) async fn enter(
 /// Exit criteria count only events at or after the journey's entry; Action Paths only events
 /// from the start of the wait to the end of its window (a later one leaves the timeout to the
 /// engine). A Canvas whose definition or audience cannot be read is passed over rather than
-/// holding the inbox; database errors are returned (the event is handled again later).
+/// holding the inbox; database errors are returned (the event is handled again later), and so is
+/// a conflict when a journey kept moving through every try to mark or move it, so an exit or a
+/// path taken is never dropped.
 pub async fn on_event(
     db: &impl ConnectionTrait,
     item: &InboxItem,
@@ -554,6 +556,18 @@ pub async fn on_event(
 /// How often a change to a journey is tried again when the engine moved it meanwhile.
 const CHANGE_ATTEMPTS: usize = 5;
 
+/// The error once a journey kept moving through [`CHANGE_ATTEMPTS`] tries: the event is not
+/// lost, it fails its inbox transaction and is handled again once its lease runs out.
+fn kept_moving(id: &str) -> DomainError {
+    DomainError::conflict(
+        "journey",
+        format!(
+            "journey {id} moved on {CHANGE_ATTEMPTS} times while an event was applied to it; \
+             the event will be handled again"
+        ),
+    )
+}
+
 /// Reads a journey that is still in flight.
 async fn in_flight(
     db: &impl ConnectionTrait,
@@ -612,7 +626,8 @@ async fn change(
         == 1)
 }
 
-/// Marks a journey to exit at its next step boundary.
+/// Marks a journey to exit at its next step boundary; a conflict error when the journey kept
+/// moving meanwhile (see [`kept_moving`]).
 async fn request_exit(
     db: &impl ConnectionTrait,
     ws: &WorkspaceId,
@@ -632,10 +647,11 @@ async fn request_exit(
             return Ok(());
         }
     }
-    Ok(())
+    Err(kept_moving(id))
 }
 
-/// Moves a journey waiting in Action Paths along the first path whose trigger `item` matches.
+/// Moves a journey waiting in Action Paths along the first path whose trigger `item` matches; a
+/// conflict error when the journey kept moving meanwhile (see [`kept_moving`]).
 async fn take_action_path(
     db: &impl ConnectionTrait,
     ws: &WorkspaceId,
@@ -711,7 +727,7 @@ async fn take_action_path(
         insert_events(db, events).await?;
         return Ok(());
     }
-    Ok(())
+    Err(kept_moving(id))
 }
 
 impl OccurrenceTable for canvas_occurrence::Entity {

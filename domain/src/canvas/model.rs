@@ -188,7 +188,10 @@ fn string_type() -> String {
     "string".into()
 }
 
-/// What a step does. `next: None` ends the journey there.
+/// What a step does. `next: None` ends the journey after the step. A branch (a Decision Split's
+/// `yes`/`no`, a path's `next`, `everyone_else`) must lead to a step for the Canvas to launch (an
+/// Exit step ends the journey there explicitly); the engine ends the journey on one that is empty
+/// anyway.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StepKind {

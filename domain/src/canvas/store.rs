@@ -119,8 +119,10 @@ const ERROR_FIELDS: [&str; 26] = [
 ];
 
 /// Problems of a definition that need no database: at least one variant and percentages adding
-/// up to 100; unique, well-formed step ids; every `next`/branch names an existing step; no cycles
-/// (journeys are trees/DAGs); no unreachable steps; Message steps with a webhook that compiles
+/// up to 100; unique, well-formed step ids; every `next`/branch names an existing step; no empty
+/// branches (a Decision Split's `yes` or `no`, an Audience or Action Paths path or
+/// `everyone_else`, an Experiment path, without a step); no cycles (journeys are trees/DAGs); no
+/// unreachable steps; Message steps with a webhook that compiles
 /// (Liquid, URL); Delay within two years; Action Paths window 1 s..31 days with at least one path;
 /// Experiment percentages adding up to 100; at most 7 audience paths, 4 experiment paths,
 /// 10 context variables, 200 steps; an entry trigger with an event name; a valid time zone; at
@@ -128,8 +130,11 @@ const ERROR_FIELDS: [&str; 26] = [
 /// 1 second to 30 days.
 ///
 /// Problems come in the builder's order: conversion events, entry, audience, exit criteria, send
-/// settings, variants, then steps. A branch left empty (`next: None`) is not a problem: the journey ends
-/// there, as in Braze; nor is a Delay until a date already past (the user exits when reaching it).
+/// settings, variants, then steps. An empty branch is a problem shown on its step (the marketer
+/// adds a step to it, or an Exit step to end the journey there explicitly), but a step's plain
+/// `next` left empty is not: the journey ends after that step, as in Braze. Nor is a variant
+/// without a first step (its users finish at once) or a Delay until a date already past (the user
+/// exits when reaching it).
 pub fn problems(definition: &Definition) -> Vec<Problem> {
     let mut found = Found::default();
     check_conversions(definition, &mut found);
@@ -1280,6 +1285,15 @@ fn check_steps(steps: &[Step], graph: &Graph<'_>, found: &mut Found) {
                 );
             }
         }
+        for (suffix, label) in empty_branches(&step.kind) {
+            found.add(
+                Some(id),
+                at(&suffix),
+                format!(
+                    "{label} is empty: add a step to it, or an Exit step to end the journey there"
+                ),
+            );
+        }
         check_step_kind(step, i, found);
     }
 }
@@ -1568,6 +1582,72 @@ fn branches(kind: &StepKind) -> Vec<(String, &StepId)> {
         StepKind::Exit => {}
     }
     out
+}
+
+/// The branches of a split or paths step that lead nowhere, with their field (relative to the
+/// step) and how the builder labels them. A step's plain `next` is not a branch: leaving it empty
+/// ends the journey after the step.
+fn empty_branches(kind: &StepKind) -> Vec<(String, String)> {
+    /// The paths (name, next) without a step.
+    fn empty_paths<'a>(
+        paths: impl Iterator<Item = (&'a str, &'a Option<StepId>)>,
+    ) -> Vec<(String, String)> {
+        paths
+            .enumerate()
+            .filter(|(_, (_, next))| next.is_none())
+            .map(|(j, (name, _))| {
+                let label = match name.trim() {
+                    "" => format!("path {}", j + 1),
+                    name => format!("the path “{name}”"),
+                };
+                (format!("paths[{j}].next"), label)
+            })
+            .collect()
+    }
+    let everyone_else = |next: &Option<StepId>| {
+        next.is_none().then(|| {
+            (
+                "everyone_else".to_owned(),
+                "the Everyone Else path".to_owned(),
+            )
+        })
+    };
+    match kind {
+        StepKind::DecisionSplit { yes, no, .. } => [
+            yes.is_none()
+                .then(|| ("yes".to_owned(), "the Yes branch".to_owned())),
+            no.is_none()
+                .then(|| ("no".to_owned(), "the No branch".to_owned())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        StepKind::AudiencePaths {
+            paths,
+            everyone_else: rest,
+        } => {
+            let mut out = empty_paths(paths.iter().map(|p| (p.name.as_str(), &p.next)));
+            out.extend(everyone_else(rest));
+            out
+        }
+        StepKind::ActionPaths {
+            paths,
+            everyone_else: rest,
+            ..
+        } => {
+            let mut out = empty_paths(paths.iter().map(|p| (p.name.as_str(), &p.next)));
+            out.extend(everyone_else(rest));
+            out
+        }
+        StepKind::Experiment { paths, .. } => {
+            empty_paths(paths.iter().map(|p| (p.name.as_str(), &p.next)))
+        }
+        StepKind::Message { .. }
+        | StepKind::Delay { .. }
+        | StepKind::UserUpdate { .. }
+        | StepKind::Context { .. }
+        | StepKind::Exit => Vec::new(),
+    }
 }
 
 /// The steps as a graph: each id's (first) index, and each step's branches to existing steps.
