@@ -374,7 +374,7 @@ pub struct ReportView {
 // Server side: drafts to domain values and back.
 
 #[cfg(feature = "ssr")]
-mod convert {
+pub(crate) mod convert {
     use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
     use domain::campaign::{
         AudienceSpec, Campaign, CampaignInput, CampaignKind, Conversion, Delivery, PropertyFilter,
@@ -384,7 +384,7 @@ mod convert {
 
     use super::*;
 
-    type Checked<T> = Result<T, FieldError>;
+    pub(crate) type Checked<T> = Result<T, FieldError>;
 
     fn bad(field: impl Into<String>, message: impl Into<String>) -> FieldError {
         FieldError {
@@ -403,11 +403,19 @@ mod convert {
         }
     }
 
-    fn number<T: std::str::FromStr>(text: &str, field: String, what: &str) -> Checked<T> {
+    pub(crate) fn number<T: std::str::FromStr>(
+        text: &str,
+        field: String,
+        what: &str,
+    ) -> Checked<T> {
         text.trim().parse().map_err(|_| bad(field, what))
     }
 
-    fn optional<T: std::str::FromStr>(text: &str, field: &str, what: &str) -> Checked<Option<T>> {
+    pub(crate) fn optional<T: std::str::FromStr>(
+        text: &str,
+        field: &str,
+        what: &str,
+    ) -> Checked<Option<T>> {
         if text.trim().is_empty() {
             Ok(None)
         } else {
@@ -415,7 +423,7 @@ mod convert {
         }
     }
 
-    fn seconds_per(unit: &str) -> u64 {
+    pub(crate) fn seconds_per(unit: &str) -> u64 {
         match unit {
             "weeks" => 604_800,
             "days" => 86_400,
@@ -426,7 +434,7 @@ mod convert {
     }
 
     /// Seconds as an amount in the largest of `units` that divides them.
-    fn split_seconds(seconds: u64, units: &[&str]) -> (String, String) {
+    pub(crate) fn split_seconds(seconds: u64, units: &[&str]) -> (String, String) {
         for unit in units {
             let size = seconds_per(unit);
             if seconds.is_multiple_of(size) || *unit == units[units.len() - 1] {
@@ -436,18 +444,18 @@ mod convert {
         (seconds.to_string(), "seconds".into())
     }
 
-    fn date(text: &str, field: &str) -> Checked<NaiveDate> {
+    pub(crate) fn date(text: &str, field: &str) -> Checked<NaiveDate> {
         NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| bad(field, "choose a date"))
     }
 
-    fn time(text: &str, field: &str) -> Checked<NaiveTime> {
+    pub(crate) fn time(text: &str, field: &str) -> Checked<NaiveTime> {
         let text = text.trim();
         NaiveTime::parse_from_str(text, "%H:%M")
             .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
             .map_err(|_| bad(field, "choose a time of day (HH:MM)"))
     }
 
-    fn instant(text: &str, field: &str) -> Checked<Option<DateTime<Utc>>> {
+    pub(crate) fn instant(text: &str, field: &str) -> Checked<Option<DateTime<Utc>>> {
         let text = text.trim();
         if text.is_empty() {
             return Ok(None);
@@ -489,7 +497,7 @@ mod convert {
         }
     }
 
-    fn value_text(value: &serde_json::Value) -> String {
+    pub(crate) fn value_text(value: &serde_json::Value) -> String {
         match value {
             serde_json::Value::Null => String::new(),
             serde_json::Value::String(s) => s.clone(),
@@ -497,7 +505,7 @@ mod convert {
         }
     }
 
-    fn trigger(draft: &TriggerDraft, field: &str) -> Checked<Trigger> {
+    pub(crate) fn trigger(draft: &TriggerDraft, field: &str) -> Checked<Trigger> {
         match draft.kind.as_str() {
             "custom_event" => Ok(Trigger::CustomEvent {
                 name: draft.name.trim().to_string(),
@@ -522,7 +530,7 @@ mod convert {
         }
     }
 
-    fn trigger_draft(trigger: &Trigger) -> TriggerDraft {
+    pub(crate) fn trigger_draft(trigger: &Trigger) -> TriggerDraft {
         match trigger {
             Trigger::CustomEvent {
                 name,
@@ -759,6 +767,43 @@ mod convert {
     }
 
     /// The builder's draft as the store takes it; the first value that cannot be read is named.
+    /// The conversion events as typed (up to the store to check how many and how long).
+    pub(crate) fn conversion_inputs(drafts: &[ConversionDraft]) -> Checked<Vec<Conversion>> {
+        drafts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let amount: u64 = number(
+                    &c.window,
+                    format!("conversions[{i}].window_seconds"),
+                    "a whole number",
+                )?;
+                Ok(Conversion {
+                    trigger: trigger(&c.trigger, &format!("conversions[{i}].trigger"))?,
+                    window_seconds: amount.saturating_mul(seconds_per(&c.window_unit)),
+                })
+            })
+            .collect()
+    }
+
+    /// Stored conversion events as the form shows them, windows in the largest of `units`.
+    pub(crate) fn conversion_drafts(
+        conversions: &[Conversion],
+        units: &[&str],
+    ) -> Vec<ConversionDraft> {
+        conversions
+            .iter()
+            .map(|c| {
+                let (window, window_unit) = split_seconds(c.window_seconds, units);
+                ConversionDraft {
+                    trigger: trigger_draft(&c.trigger),
+                    window,
+                    window_unit,
+                }
+            })
+            .collect()
+    }
+
     pub fn to_input(draft: &CampaignDraft) -> Checked<CampaignInput> {
         let kind = CampaignKind::parse(&draft.kind)
             .ok_or_else(|| bad("kind", "choose a webhook campaign or an API campaign"))?;
@@ -809,22 +854,7 @@ mod convert {
             ),
             None => None,
         };
-        let conversions = draft
-            .conversions
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let amount: u64 = number(
-                    &c.window,
-                    format!("conversions[{i}].window_seconds"),
-                    "a whole number",
-                )?;
-                Ok(Conversion {
-                    trigger: trigger(&c.trigger, &format!("conversions[{i}].trigger"))?,
-                    window_seconds: amount.saturating_mul(seconds_per(&c.window_unit)),
-                })
-            })
-            .collect::<Checked<Vec<_>>>()?;
+        let conversions = conversion_inputs(&draft.conversions)?;
         Ok(CampaignInput {
             name: draft.name.trim().to_string(),
             description: draft.description.trim().to_string(),
@@ -892,18 +922,7 @@ mod convert {
                 .filter
                 .as_ref()
                 .and_then(|f| serde_json::to_value(f).ok()),
-            conversions: campaign
-                .conversions
-                .iter()
-                .map(|c| {
-                    let (window, window_unit) = split_seconds(c.window_seconds, &["days", "hours"]);
-                    ConversionDraft {
-                        trigger: trigger_draft(&c.trigger),
-                        window,
-                        window_unit,
-                    }
-                })
-                .collect(),
+            conversions: conversion_drafts(&campaign.conversions, &["days", "hours"]),
             settings: settings_draft(&campaign.settings),
         }
     }

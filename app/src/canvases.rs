@@ -668,6 +668,17 @@ pub struct ProblemView {
     pub message: String,
 }
 
+/// A field error of the helpers shared with the campaign builder, as a problem of no step.
+impl From<FieldError> for ProblemView {
+    fn from(error: FieldError) -> Self {
+        Self {
+            step_id: None,
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
 /// What the builder opens with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CanvasDetails {
@@ -848,10 +859,8 @@ pub fn same_branch(stat: &str, label: &str) -> bool {
 
 #[cfg(feature = "ssr")]
 mod convert {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
-    use domain::campaign::{
-        AudienceSpec, Conversion, PropertyFilter, Recurrence, Schedule, Trigger,
-    };
+    use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
+    use domain::campaign::{AudienceSpec, Recurrence, Schedule, Trigger};
     use domain::canvas::{
         ActionPath, AudiencePath, Canvas, CanvasInput, CanvasSettings, CanvasVariant,
         ContextVariable, Definition, DelaySpec, Entry, EntryLimit, ExitCriteria, ExperimentPath,
@@ -862,9 +871,36 @@ mod convert {
     use serde_json::{Map, Value as JsonValue};
 
     use super::*;
-    use crate::campaigns::PropertyFilterDraft;
+    use crate::campaigns::convert::{
+        self as shared, seconds_per, split_seconds, trigger_draft, value_text,
+    };
 
     type Checked<T> = Result<T, ProblemView>;
+
+    // The parsers shared with the campaign builder, their errors as problems.
+    fn number<T: std::str::FromStr>(text: &str, field: String, what: &str) -> Checked<T> {
+        Ok(shared::number(text, field, what)?)
+    }
+
+    fn optional<T: std::str::FromStr>(text: &str, field: &str, what: &str) -> Checked<Option<T>> {
+        Ok(shared::optional(text, field, what)?)
+    }
+
+    fn date(text: &str, field: &str) -> Checked<NaiveDate> {
+        Ok(shared::date(text, field)?)
+    }
+
+    fn time(text: &str, field: &str) -> Checked<NaiveTime> {
+        Ok(shared::time(text, field)?)
+    }
+
+    fn instant(text: &str, field: &str) -> Checked<Option<DateTime<Utc>>> {
+        Ok(shared::instant(text, field)?)
+    }
+
+    fn trigger(draft: &TriggerDraft, field: &str) -> Checked<Trigger> {
+        Ok(shared::trigger(draft, field)?)
+    }
 
     fn bad(field: impl Into<String>, message: impl Into<String>) -> ProblemView {
         ProblemView {
@@ -902,61 +938,6 @@ mod convert {
         }
     }
 
-    fn number<T: std::str::FromStr>(text: &str, field: String, what: &str) -> Checked<T> {
-        text.trim().parse().map_err(|_| bad(field, what))
-    }
-
-    fn optional<T: std::str::FromStr>(text: &str, field: &str, what: &str) -> Checked<Option<T>> {
-        if text.trim().is_empty() {
-            Ok(None)
-        } else {
-            number(text, field.to_string(), what).map(Some)
-        }
-    }
-
-    fn seconds_per(unit: &str) -> u64 {
-        match unit {
-            "weeks" => 604_800,
-            "days" => 86_400,
-            "hours" => 3_600,
-            "minutes" => 60,
-            _ => 1,
-        }
-    }
-
-    /// Seconds as an amount in the largest of `units` that divides them.
-    fn split_seconds(seconds: u64, units: &[&str]) -> (String, String) {
-        for unit in units {
-            let size = seconds_per(unit);
-            if seconds.is_multiple_of(size) || *unit == units[units.len() - 1] {
-                return ((seconds / size).to_string(), unit.to_string());
-            }
-        }
-        (seconds.to_string(), "seconds".into())
-    }
-
-    fn date(text: &str, field: &str) -> Checked<NaiveDate> {
-        NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| bad(field, "choose a date"))
-    }
-
-    fn time(text: &str, field: &str) -> Checked<NaiveTime> {
-        let text = text.trim();
-        NaiveTime::parse_from_str(text, "%H:%M")
-            .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
-            .map_err(|_| bad(field, "choose a time of day (HH:MM)"))
-    }
-
-    fn instant(text: &str, field: &str) -> Checked<Option<DateTime<Utc>>> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(None);
-        }
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
-            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
-            .map(|t| Some(t.and_utc()))
-            .map_err(|_| bad(field, "choose a date and time"))
-    }
-
     fn instant_text(at: &Option<DateTime<Utc>>) -> String {
         at.map(|t| t.format("%Y-%m-%dT%H:%M").to_string())
             .unwrap_or_default()
@@ -978,14 +959,6 @@ mod convert {
             .find(|(_, d)| *d == day)
             .map(|(n, _)| n.to_string())
             .unwrap_or_else(|| "mon".into())
-    }
-
-    /// A property value typed as people mean it: numbers and booleans as such, text otherwise.
-    fn typed_value(comparison: &str, text: &str) -> JsonValue {
-        if matches!(comparison, "exists" | "does_not_exist") {
-            return JsonValue::Null;
-        }
-        typed(text)
     }
 
     /// Numbers, `true`/`false`, `null` and JSON objects or arrays typed; anything else text.
@@ -1011,64 +984,6 @@ mod convert {
             return json;
         }
         JsonValue::String(text.to_string())
-    }
-
-    fn value_text(value: &JsonValue) -> String {
-        match value {
-            JsonValue::Null => String::new(),
-            JsonValue::String(s) => s.clone(),
-            other => other.to_string(),
-        }
-    }
-
-    fn trigger(draft: &TriggerDraft, field: &str) -> Checked<Trigger> {
-        match draft.kind.as_str() {
-            "custom_event" => Ok(Trigger::CustomEvent {
-                name: draft.name.trim().to_string(),
-                property_filters: draft
-                    .filters
-                    .iter()
-                    .filter(|f| !f.property.trim().is_empty())
-                    .map(|f| PropertyFilter {
-                        property: f.property.trim().to_string(),
-                        comparison: f.comparison.clone(),
-                        value: typed_value(&f.comparison, &f.value),
-                    })
-                    .collect(),
-            }),
-            "purchase" => Ok(Trigger::Purchase {
-                product_id: Some(draft.name.trim().to_string()).filter(|p| !p.is_empty()),
-            }),
-            _ => Err(bad(
-                format!("{field}.kind"),
-                "choose a custom event or a purchase",
-            )),
-        }
-    }
-
-    fn trigger_draft(trigger: &Trigger) -> TriggerDraft {
-        match trigger {
-            Trigger::CustomEvent {
-                name,
-                property_filters,
-            } => TriggerDraft {
-                kind: "custom_event".into(),
-                name: name.clone(),
-                filters: property_filters
-                    .iter()
-                    .map(|f| PropertyFilterDraft {
-                        property: f.property.clone(),
-                        comparison: f.comparison.clone(),
-                        value: value_text(&f.value),
-                    })
-                    .collect(),
-            },
-            Trigger::Purchase { product_id } => TriggerDraft {
-                kind: "purchase".into(),
-                name: product_id.clone().unwrap_or_default(),
-                filters: Vec::new(),
-            },
-        }
     }
 
     fn schedule(draft: &EntryDraft) -> Checked<Schedule> {
@@ -1647,22 +1562,7 @@ mod convert {
                 "control_percent".into(),
                 "a whole number from 0 to 100",
             )?,
-            conversions: draft
-                .conversions
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let amount: u64 = number(
-                        &c.window,
-                        format!("conversions[{i}].window_seconds"),
-                        "a whole number",
-                    )?;
-                    Ok(Conversion {
-                        trigger: trigger(&c.trigger, &format!("conversions[{i}].trigger"))?,
-                        window_seconds: amount.saturating_mul(seconds_per(&c.window_unit)),
-                    })
-                })
-                .collect::<Checked<_>>()?,
+            conversions: shared::conversion_inputs(&draft.conversions)?,
             steps: draft
                 .steps
                 .iter()
@@ -1725,19 +1625,7 @@ mod convert {
                 })
                 .collect(),
             control_percent: d.control_percent.to_string(),
-            conversions: d
-                .conversions
-                .iter()
-                .map(|c| {
-                    let (window, window_unit) =
-                        split_seconds(c.window_seconds, &["days", "hours", "minutes"]);
-                    ConversionDraft {
-                        trigger: trigger_draft(&c.trigger),
-                        window,
-                        window_unit,
-                    }
-                })
-                .collect(),
+            conversions: shared::conversion_drafts(&d.conversions, &["days", "hours", "minutes"]),
             steps: d.steps.iter().map(step_draft).collect(),
         }
     }
@@ -1760,6 +1648,7 @@ mod convert {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use crate::campaigns::PropertyFilterDraft;
 
         fn flow() -> CanvasDraft {
             let mut draft = CanvasDraft {
