@@ -5,13 +5,11 @@ mod common;
 
 use std::time::Duration;
 
+use chrono::Timelike;
 use common::{TestApp, next_webhook as next, receiver, spawn_app_with};
 use domain::Clock;
-use domain::entity::scheduled_message;
 use migrations::testing::test_databases;
 use reqwest::StatusCode;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -955,12 +953,13 @@ fn urlencode(text: &str) -> String {
 }
 
 /// The schedule ids `/messages/scheduled_broadcasts` lists up to `until`, soonest first, after
-/// checking each is a Canvas trigger of `canvas`.
+/// checking each is a Canvas trigger of `canvas` whose `in_local_time` is `local`.
 async fn listed_schedules(
     app: &TestApp,
     key: &str,
     until: chrono::DateTime<chrono::Utc>,
     canvas: &str,
+    local: bool,
 ) -> Vec<String> {
     let (status, listed) = get(
         app,
@@ -979,7 +978,7 @@ async fn listed_schedules(
         .map(|item| {
             assert_eq!(item["type"], "canvas_trigger", "{item}");
             assert_eq!(item["canvas_api_identifier"], canvas, "{item}");
-            assert_eq!(item["in_local_time"], false, "{item}");
+            assert_eq!(item["in_local_time"], local, "{item}");
             item["schedule_id"].as_str().unwrap().to_string()
         })
         .collect()
@@ -1027,7 +1026,7 @@ async fn canvas_trigger_schedules_are_created_changed_and_cancelled() {
             ids.push(created["schedule_id"].as_str().unwrap().to_string());
         }
         let until = now + chrono::Duration::hours(1);
-        assert_eq!(listed_schedules(&app, &key, until, &id).await, ids);
+        assert_eq!(listed_schedules(&app, &key, until, &id, false).await, ids);
 
         // Ada's entry moves to 50 minutes, with a new coupon; Bob's is cancelled.
         let mut change = entry("u1", "CHANGED", 50);
@@ -1063,7 +1062,7 @@ async fn canvas_trigger_schedules_are_created_changed_and_cancelled() {
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
         assert_eq!(
-            listed_schedules(&app, &key, until, &id).await,
+            listed_schedules(&app, &key, until, &id, false).await,
             vec![ids[2].clone(), ids[0].clone()]
         );
         let (status, answer) = post(
@@ -1092,7 +1091,11 @@ async fn canvas_trigger_schedules_are_created_changed_and_cancelled() {
             (&json!("Ada"), &json!("CHANGED"))
         );
         assert_eq!(entries(&app, &key, &id).await, 2);
-        assert!(listed_schedules(&app, &key, until, &id).await.is_empty());
+        assert!(
+            listed_schedules(&app, &key, until, &id, false)
+                .await
+                .is_empty()
+        );
         let (status, answer) = post(
             &app,
             &key,
@@ -1112,99 +1115,115 @@ async fn canvas_trigger_schedules_are_created_changed_and_cancelled() {
     }
 }
 
+/// Waits (up to 20 s) until the Canvas counts `n` entries.
+async fn until_entries(app: &TestApp, key: &str, id: &str, n: u64) {
+    for _ in 0..400 {
+        if entries(app, key, id).await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the Canvas never counted {n} entries");
+}
+
 #[tokio::test]
-async fn canvas_trigger_schedules_in_local_time_are_refused_and_never_enter_users_early() {
+async fn canvas_trigger_schedules_in_local_time_send_each_user_the_first_step_at_their_own_wall_time()
+ {
     for (app, key) in app_with_key().await {
         let (url, mut rx) = receiver().await;
         track(
             &app,
             &key,
             json!({"attributes": [
-                {"external_id": "u1", "first_name": "Ada", "time_zone": "Pacific/Kiritimati"},
-                {"external_id": "u2", "first_name": "Bob"}
+                {"external_id": "u1", "first_name": "Ada", "time_zone": "Asia/Tokyo"},
+                {"external_id": "u2", "first_name": "Bob", "time_zone": "America/Bogota"},
+                {"external_id": "u3", "first_name": "Cyd"}
             ]}),
         )
         .await;
-        let id = launched(&app, &key, api_canvas(&url)).await;
+        // Users without a zone read wall times in the Canvas's: Kolkata, UTC+5:30 (none of these
+        // zones has summer time).
+        let mut definition = api_canvas(&url);
+        definition["definition"]["settings"] = json!({ "time_zone": "Asia/Kolkata" });
+        let id = launched(&app, &key, definition).await;
         let now = app.clock.now();
-        let in_two_hours = now + chrono::Duration::hours(2);
-        let wall = in_two_hours
-            .naive_utc()
-            .format("%Y-%m-%dT%H:%M:%S")
-            .to_string();
-        let entry = |user: &str, schedule: Value| {
-            json!({
-                "canvas_id": id,
-                "recipients": [{ "external_user_id": user }],
-                "schedule": schedule
-            })
-        };
-        let refused = |answer: &Value| {
-            answer["errors"][0]
-                .as_str()
-                .is_some_and(|e| e.starts_with("schedule.in_local_time:"))
-        };
-
-        let (status, answer) = post(
-            &app,
-            &key,
-            "/canvas/trigger/schedule/create",
-            entry("u1", json!({ "time": wall, "in_local_time": true })),
-        )
-        .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-        assert!(refused(&answer), "{answer}");
-
+        // A wall time 20 hours ahead when read as UTC, given without an offset (Braze).
+        let wall = (now + chrono::Duration::hours(20)).naive_utc();
+        let wall_text = wall.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let wall = wall.and_utc().with_nanosecond(0).unwrap();
+        let recipient = |user: &str, coupon: &str| json!({ "external_user_id": user, "context": { "coupon": coupon } });
         let (status, created) = post(
             &app,
             &key,
             "/canvas/trigger/schedule/create",
-            entry("u1", json!({ "time": in_two_hours.to_rfc3339() })),
+            json!({
+                "canvas_id": id,
+                "recipients": [recipient("u1", "ADA"), recipient("u2", "BOB"), recipient("u3", "CYD")],
+                "canvas_entry_properties": { "shop": "Lyon" },
+                "schedule": { "time": wall_text, "in_local_time": true }
+            }),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{created}");
         let schedule_id = created["schedule_id"].as_str().unwrap().to_string();
+        // Changing it keeps it in local time.
         let (status, answer) = post(
             &app,
             &key,
             "/canvas/trigger/schedule/update",
-            json!({ "schedule_id": schedule_id, "schedule": { "time": wall, "in_local_time": true } }),
-        )
-        .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-        assert!(refused(&answer), "{answer}");
-        let until = now + chrono::Duration::hours(3);
-        assert_eq!(
-            listed_schedules(&app, &key, until, &id).await,
-            vec![schedule_id.clone()]
-        );
-
-        // A Canvas schedule stored in local time before it was refused is carried out at its
-        // time read as UTC, not when that wall time first comes somewhere (14 hours earlier).
-        scheduled_message::Entity::update_many()
-            .col_expr(scheduled_message::Column::InLocalTime, Expr::value(true))
-            .filter(scheduled_message::Column::Id.eq(schedule_id.as_str()))
-            .exec(&app.db)
-            .await
-            .unwrap();
-        let (status, answer) = post(
-            &app,
-            &key,
-            "/canvas/trigger/schedule/create",
-            entry(
-                "u2",
-                json!({ "time": (now + chrono::Duration::minutes(1)).to_rfc3339() }),
-            ),
+            json!({ "schedule_id": schedule_id, "schedule": { "time": wall_text, "in_local_time": true } }),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        app.clock.advance(chrono::Duration::minutes(2));
-        assert_eq!(next(&mut rx).await["to"], "Bob");
-        assert_eq!(entries(&app, &key, &id).await, 1);
+        let until = now + chrono::Duration::days(1);
+        assert_eq!(
+            listed_schedules(&app, &key, until, &id, true).await,
+            vec![schedule_id.clone()]
+        );
 
-        app.clock.advance(chrono::Duration::hours(2));
-        assert_eq!(next(&mut rx).await["to"], "Ada");
-        assert_eq!(entries(&app, &key, &id).await, 2);
+        // Each user's wall time in UTC, as an offset from the clock's start.
+        let at = |utc: chrono::DateTime<chrono::Utc>| utc - now;
+        let first_zone = at(wall - chrono::Duration::hours(14));
+        let tokyo = at(wall - chrono::Duration::hours(9));
+        let kolkata = at(wall - chrono::Duration::minutes(330));
+        let bogota = at(wall + chrono::Duration::hours(5));
+        let minute = chrono::Duration::minutes(1);
+        let mut elapsed = chrono::Duration::zero();
+        let mut advance_to = |to: chrono::Duration| {
+            app.clock.advance(to - elapsed);
+            elapsed = to;
+        };
+
+        // Before the wall time comes anywhere, no one enters.
+        advance_to(first_zone - minute);
         nothing_arrives(&mut rx).await;
+        assert_eq!(entries(&app, &key, &id).await, 0);
+        // When it comes in the first zone (UTC+14), all three enter, and nothing is sent yet.
+        advance_to(first_zone);
+        until_entries(&app, &key, &id, 3).await;
+        nothing_arrives(&mut rx).await;
+
+        for (due, name, coupon) in [
+            (tokyo, "Ada", "ADA"),
+            (kolkata, "Cyd", "CYD"),
+            (bogota, "Bob", "BOB"),
+        ] {
+            advance_to(due - minute);
+            nothing_arrives(&mut rx).await;
+            advance_to(due);
+            let arrived = next(&mut rx).await;
+            assert_eq!(
+                (&arrived["to"], &arrived["coupon"], &arrived["shop"]),
+                (&json!(name), &json!(coupon), &json!("Lyon")),
+                "{arrived}"
+            );
+        }
+        nothing_arrives(&mut rx).await;
+        assert_eq!(entries(&app, &key, &id).await, 3);
+        assert!(
+            listed_schedules(&app, &key, until, &id, true)
+                .await
+                .is_empty()
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! Sends scheduled over the REST API: `/messages/schedule/*` and
-//! `/campaigns/trigger/schedule/*`, listed by `/messages/scheduled_broadcasts`.
+//! Sends scheduled over the REST API: `/messages/schedule/*`, `/campaigns/trigger/schedule/*`
+//! and `/canvas/trigger/schedule/*`, listed by `/messages/scheduled_broadcasts`.
 
 use std::collections::BTreeMap;
 
@@ -49,8 +49,9 @@ pub enum ScheduledKind {
         campaign_id: CampaignId,
         request: TriggerRequest,
     },
-    /// `/canvas/trigger/schedule/create`: users enter the Canvas at `send_at` (UTC). Local time is
-    /// refused for Canvas entries (see `check_local_time`).
+    /// `/canvas/trigger/schedule/create`: users enter the Canvas at `send_at` (UTC); with
+    /// `in_local_time`, they enter when the schedule is claimed (14 hours early) and each journey's
+    /// first step waits for the wall time in the user's zone (see [`run_due_scheduled`]).
     CanvasTrigger {
         canvas_id: crate::CanvasId,
         request: crate::canvas::CanvasTriggerRequest,
@@ -102,21 +103,6 @@ fn check_time(send_at: DateTime<Utc>, in_local_time: bool, now: DateTime<Utc>) -
         return Err(DomainError::invalid(
             "schedule.time",
             "the time has already passed",
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses `in_local_time` for Canvas entries. Braze lets each user enter at the wall time in
-/// their own zone; Herald's Canvas trigger enters everyone of a call at once, and carrying the
-/// schedule out when the time comes in the first zone would let users in up to 14 hours early,
-/// so the caller is told to give a UTC time instead.
-fn check_local_time(kind: &str, in_local_time: bool) -> DomainResult<()> {
-    if in_local_time && kind == KIND_CANVAS_TRIGGER {
-        return Err(DomainError::invalid(
-            "schedule.in_local_time",
-            "Canvas entries cannot be scheduled in users' local time; give the time in UTC \
-             (in_local_time: false)",
         ));
     }
     Ok(())
@@ -308,7 +294,6 @@ pub async fn create_scheduled(
     now: DateTime<Utc>,
 ) -> DomainResult<ScheduledSend> {
     let mut kind = kind;
-    check_local_time(kind_name(&kind), in_local_time)?;
     check_time(send_at, in_local_time, now)?;
     let campaign_id = check_kind(db, ws, &mut kind).await?;
     let row = scheduled_message::ActiveModel {
@@ -347,7 +332,6 @@ pub async fn update_scheduled(
     let mut update = scheduled_message::Entity::update_many()
         .col_expr(scheduled_message::Column::UpdatedAt, Expr::value(now));
     if let Some((send_at, in_local_time)) = send_at {
-        check_local_time(&row.kind, in_local_time)?;
         check_time(send_at, in_local_time, now)?;
         update = update
             .col_expr(
@@ -455,11 +439,13 @@ pub async fn list_scheduled(
 /// failed because they could no longer be carried out).
 ///
 /// A schedule is due at `send_at`; one in local time 14 hours earlier, when `send_at` comes in
-/// the first time zone, and each user's send then waits for `send_at` in the user's own zone
-/// (UTC for users without one: a workspace has no company time zone); users for whom that time
-/// had already passed when the schedule was set (created or last updated) get nothing, as in
-/// Braze. Canvas entries never run early: a Canvas schedule stored with `in_local_time` (before
-/// `check_local_time` refused it) is due at `send_at` read as UTC.
+/// the first time zone. For messages and campaign triggers, each user's send then waits for
+/// `send_at` in the user's own zone (UTC for users without one: a workspace has no company time
+/// zone); users for whom that time had already passed when the schedule was set (created or last
+/// updated) get nothing, as in Braze. For a Canvas trigger, every user enters then (entry
+/// audience, re-entry and entry limit as for any entry, with the schedule's context) and their
+/// journey's first step waits for `send_at` in their zone (theirs, else the Canvas's, else UTC);
+/// it runs at once for users whose time has already passed.
 ///
 /// Each schedule's sends and its `done` mark are written in one transaction, and the mark is
 /// conditional on the lease still being ours: a runner that lost its lease (it was slower than
@@ -525,14 +511,13 @@ async fn claim_due(
          WHERE (workspace_id, id) IN ( \
            SELECT workspace_id, id FROM scheduled_message \
            WHERE (status = '{pending}' \
-                  AND (((NOT in_local_time OR kind = '{canvas}') AND send_at <= {now}) \
-                       OR (in_local_time AND kind <> '{canvas}' AND send_at <= {local_now}))) \
+                  AND ((NOT in_local_time AND send_at <= {now}) \
+                       OR (in_local_time AND send_at <= {local_now}))) \
               OR (status = '{running}' AND lease_until <= {now}) \
            ORDER BY send_at LIMIT {limit}{skip_locked}) \
          RETURNING *",
         running = status::RUNNING,
         pending = status::PENDING,
-        canvas = KIND_CANVAS_TRIGGER,
         lease = p[0],
         now = p[1],
         local_now = p[2],
@@ -675,11 +660,15 @@ async fn carry_out<C: ConnectionTrait + TransactionTrait>(
         )
         .await
         .map(|_| ()),
-        ScheduledKind::CanvasTrigger { canvas_id, request } => {
-            crate::canvas::trigger_canvas(txn, &ws, &canvas_id, request, now)
-                .await
-                .map(|_| ())
+        ScheduledKind::CanvasTrigger { canvas_id, request } => match local {
+            None => crate::canvas::trigger_canvas(txn, &ws, &canvas_id, request, now).await,
+            Some(local) => {
+                request
+                    .trigger_in_local_time(txn, &ws, &canvas_id, local.wall, now)
+                    .await
+            }
         }
+        .map(|_| ()),
     }
 }
 

@@ -1,8 +1,10 @@
-//! How users enter a Canvas: `/canvas/trigger/send` (API), tracked events (action-based), and the
-//! occurrences of a scheduled entry. Entry checks the entry audience, re-entry and entry limits,
-//! assigns the sticky path variant (or control), and writes the journey row (due at once) and its
-//! `entered` step event in the caller's transaction. Tracked events also move users waiting in
-//! Action Paths and apply exit criteria.
+//! How users enter a Canvas: `/canvas/trigger/send` (API, also when scheduled), tracked events
+//! (action-based), and the occurrences of a scheduled entry. Entry checks the entry audience,
+//! re-entry and entry limits, assigns the sticky path variant (or control), and writes the journey
+//! row and its `entered` step event in the caller's transaction. A journey is due at once, except
+//! one entered in users' local time (a scheduled entry, or a scheduled API trigger, with
+//! `in_local_time`): it enters ahead and its first step waits for the wall time in the user's
+//! zone. Tracked events also move users waiting in Action Paths and apply exit criteria.
 //!
 //! Entry rules, whatever the way in:
 //! - Only users in the entry audience (segments AND filter) enter; it is checked before anything
@@ -23,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
@@ -161,6 +163,38 @@ pub async fn trigger_canvas<C: ConnectionTrait + TransactionTrait>(
     request: CanvasTriggerRequest,
     now: DateTime<Utc>,
 ) -> DomainResult<EntryOutcome> {
+    trigger(db, ws, id, request, None, now).await
+}
+
+impl CanvasTriggerRequest {
+    /// Carries out this request scheduled in users' local time (`/canvas/trigger/schedule/create`
+    /// with `in_local_time`), as [`trigger_canvas`] does, except that every journey waits for its
+    /// first step until the wall time `wall` in the user's zone (theirs, else the Canvas's, else
+    /// UTC), or takes it at once when that time has already passed. The users enter now: the
+    /// entry audience, re-entry and the entry limit are applied now, as for any entry, and a user
+    /// may exit (exit criteria) before the first step.
+    pub async fn trigger_in_local_time<C: ConnectionTrait + TransactionTrait>(
+        self,
+        db: &C,
+        ws: &WorkspaceId,
+        id: &CanvasId,
+        wall: NaiveDateTime,
+        now: DateTime<Utc>,
+    ) -> DomainResult<EntryOutcome> {
+        trigger(db, ws, id, self, Some(wall), now).await
+    }
+}
+
+/// [`trigger_canvas`], with each journey's first step due at `local` (a wall time) in the user's
+/// zone when it is given.
+async fn trigger<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    ws: &WorkspaceId,
+    id: &CanvasId,
+    request: CanvasTriggerRequest,
+    local: Option<NaiveDateTime>,
+    now: DateTime<Utc>,
+) -> DomainResult<EntryOutcome> {
     check_request(&request)?;
     let txn = db.begin().await?;
     lock_for_write(&txn, LOCK_CANVAS).await?;
@@ -195,6 +229,13 @@ pub async fn trigger_canvas<C: ConnectionTrait + TransactionTrait>(
         return Ok(outcome);
     }
     let audience = audience_filter(&txn, ws, &definition.audience).await?;
+    // In local time, the first step waits for the wall time in the user's zone (`enter` keeps it
+    // from being earlier than now).
+    let first_step_at = |user: &profile::Model| {
+        local.map(|wall| {
+            super::journey::local_to_utc(super::journey::zone_of(user, &definition), wall)
+        })
+    };
     let CanvasTriggerRequest { target, context } = request;
     match target {
         CanvasTarget::Recipients { recipients } => {
@@ -215,9 +256,9 @@ pub async fn trigger_canvas<C: ConnectionTrait + TransactionTrait>(
                     let mut merged = context.clone();
                     merged.extend(own);
                     Entrant {
+                        wake_at: first_step_at(&user),
                         user,
                         context: merged,
-                        wake_at: None,
                     }
                 })
                 .collect();
@@ -237,9 +278,9 @@ pub async fn trigger_canvas<C: ConnectionTrait + TransactionTrait>(
                 let entrants = page
                     .into_iter()
                     .map(|user| Entrant {
+                        wake_at: first_step_at(&user),
                         user,
                         context: context.clone(),
-                        wake_at: None,
                     })
                     .collect();
                 let done = enter(&txn, ws, &canvas, version, &definition, entrants, now).await?;

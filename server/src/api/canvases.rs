@@ -144,7 +144,10 @@ pub async fn trigger_send(
 }
 
 /// `POST /canvas/trigger/schedule/create` (`canvas.trigger.schedule.create`): the entries happen
-/// at `schedule.time` (UTC); `schedule.in_local_time: true` is refused with a 400 naming it.
+/// at `schedule.time` (UTC). With `schedule.in_local_time: true` the time is a wall time (no
+/// offset) read in each user's zone (theirs, else the Canvas's, else UTC): the users enter when it
+/// first comes anywhere (UTC+14) and each journey's first step waits for it in the user's zone,
+/// or runs at once where it has passed; a time that has passed in every zone is a 400.
 pub async fn trigger_schedule_create(
     caller: ApiCaller,
     State(state): State<AppState>,
@@ -171,7 +174,8 @@ pub async fn trigger_schedule_create(
     Ok(schedule_answer(&scheduled))
 }
 
-/// `POST /canvas/trigger/schedule/update` (`canvas.trigger.schedule.update`).
+/// `POST /canvas/trigger/schedule/update` (`canvas.trigger.schedule.update`): a new `schedule`
+/// (UTC or, with `in_local_time`, a wall time as for create), new recipients or context, or both.
 pub async fn trigger_schedule_update(
     caller: ApiCaller,
     State(state): State<AppState>,
