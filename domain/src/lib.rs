@@ -15,6 +15,7 @@ pub mod messaging;
 pub mod outbox;
 pub mod profile;
 pub mod rate_limit;
+mod report;
 pub mod role;
 pub mod secret;
 pub mod segment;

@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
+    QueryOrder, QuerySelect, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,7 @@ use super::model::{
 };
 use crate::entity::{campaign, webhook_send};
 use crate::outbox::{SourceKind, status as send_status};
+use crate::report::{bucket_label, bucket_start, count, query};
 use crate::{CampaignId, DomainResult, VariantId, WorkspaceId};
 
 /// Live progress of a campaign's sends; of one dispatch when `dispatch_id` is given.
@@ -407,16 +408,7 @@ async fn series(
     bucket: Bucket,
 ) -> DomainResult<Vec<SeriesPoint>> {
     let backend = db.get_database_backend();
-    let bucket_sql = match (backend, bucket) {
-        (DbBackend::Postgres, Bucket::Hour) => {
-            "to_char(date_trunc('hour', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24')"
-        }
-        (DbBackend::Postgres, Bucket::Day) => {
-            "to_char(date_trunc('day', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')"
-        }
-        (_, Bucket::Hour) => "strftime('%Y-%m-%d %H', created_at)",
-        (_, Bucket::Day) => "strftime('%Y-%m-%d', created_at)",
-    };
+    let bucket_sql = bucket_label(backend, bucket, "created_at");
     let (sql, values) = scope.sql(
         &format!(
             "SELECT {bucket_sql} AS bucket, variant_id, COUNT(*) AS n, \
@@ -429,15 +421,7 @@ async fn series(
     let mut points = Vec::new();
     for row in query(db, &sql, values).await? {
         let label: String = row.try_get("", "bucket")?;
-        let time = match bucket {
-            Bucket::Hour => NaiveDateTime::parse_from_str(&format!("{label}:00"), "%Y-%m-%d %H:%M")
-                .ok()
-                .map(|t| t.and_utc()),
-            Bucket::Day => NaiveDate::parse_from_str(&label, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc()),
-        };
+        let time = bucket_start(&label, bucket);
         let Some(time) = time else {
             continue;
         };
@@ -456,36 +440,4 @@ async fn series(
             .then_with(|| a.variant_id.cmp(&b.variant_id))
     });
     Ok(points)
-}
-
-/// Runs `sql` written with `?` placeholders, numbered `$1, $2, ...` for PostgreSQL.
-async fn query(
-    db: &impl ConnectionTrait,
-    sql: &str,
-    values: Vec<Value>,
-) -> DomainResult<Vec<sea_orm::QueryResult>> {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => {
-            let mut numbered = String::with_capacity(sql.len() + 16);
-            let mut n = 0;
-            for c in sql.chars() {
-                if c == '?' {
-                    n += 1;
-                    numbered.push_str(&format!("${n}"));
-                } else {
-                    numbered.push(c);
-                }
-            }
-            numbered
-        }
-        _ => sql.to_owned(),
-    };
-    Ok(db
-        .query_all(Statement::from_sql_and_values(backend, sql, values))
-        .await?)
-}
-
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }

@@ -9,10 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, Value,
+    QuerySelect, Value,
 };
 
 use super::model::{
@@ -21,6 +21,7 @@ use super::model::{
 use crate::campaign::{Bucket, Conversion, Trigger};
 use crate::entity::{canvas, canvas_step_event, canvas_version};
 use crate::outbox::{SourceKind, status as send_status};
+use crate::report::{bucket_label, bucket_start, count, query};
 use crate::{CanvasId, DomainError, DomainResult, JourneyId, ProfileId, WorkspaceId};
 
 /// The most journey steps [`user_journeys`] returns.
@@ -386,21 +387,6 @@ async fn series(
         .collect())
 }
 
-/// The SQL that formats `column` (a time; on SQLite also a Julian day number) as its bucket's
-/// label in UTC.
-fn bucket_label(backend: DbBackend, bucket: Bucket, column: &str) -> String {
-    match (backend, bucket) {
-        (DbBackend::Postgres, Bucket::Hour) => {
-            format!("to_char(date_trunc('hour', {column} AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24')")
-        }
-        (DbBackend::Postgres, Bucket::Day) => {
-            format!("to_char(date_trunc('day', {column} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')")
-        }
-        (_, Bucket::Hour) => format!("strftime('%Y-%m-%d %H', {column})"),
-        (_, Bucket::Day) => format!("strftime('%Y-%m-%d', {column})"),
-    }
-}
-
 /// The Canvas and period a conversion query reads.
 struct Scope<'a> {
     ws: &'a WorkspaceId,
@@ -601,74 +587,14 @@ async fn conversion_series(
     Ok(points.into_values().collect())
 }
 
-/// Reads a bucket label (`2026-11-28 09` or `2026-11-28`) back as its start.
-fn bucket_start(label: &str, bucket: Bucket) -> Option<DateTime<Utc>> {
-    match bucket {
-        Bucket::Hour => NaiveDateTime::parse_from_str(&format!("{label}:00"), "%Y-%m-%d %H:%M")
-            .ok()
-            .map(|t| t.and_utc()),
-        Bucket::Day => NaiveDate::parse_from_str(label, "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|t| t.and_utc()),
-    }
-}
-
-/// Runs `sql` written with `?` placeholders, numbered `$1, $2, ...` for PostgreSQL.
-async fn query(
-    db: &impl ConnectionTrait,
-    sql: &str,
-    values: Vec<Value>,
-) -> DomainResult<Vec<sea_orm::QueryResult>> {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => {
-            let mut numbered = String::with_capacity(sql.len() + 16);
-            let mut n = 0;
-            for c in sql.chars() {
-                if c == '?' {
-                    n += 1;
-                    numbered.push_str(&format!("${n}"));
-                } else {
-                    numbered.push(c);
-                }
-            }
-            numbered
-        }
-        _ => sql.to_owned(),
-    };
-    Ok(db
-        .query_all(Statement::from_sql_and_values(backend, sql, values))
-        .await?)
-}
-
 /// `SUM` is `NULL` over no rows.
 fn sum(n: Option<i64>) -> i64 {
     n.unwrap_or(0)
 }
 
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
-
     use super::*;
-
-    #[test]
-    fn bucket_labels_read_back_as_the_start_of_their_hour_or_day() {
-        assert_eq!(
-            bucket_start("2026-11-28 09", Bucket::Hour),
-            Some(Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap())
-        );
-        assert_eq!(
-            bucket_start("2026-11-28", Bucket::Day),
-            Some(Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap())
-        );
-        assert_eq!(bucket_start("garbage", Bucket::Day), None);
-    }
 
     #[test]
     fn branches_follow_the_step_then_come_by_name() {
