@@ -109,11 +109,6 @@ pub struct PreparedSends {
 }
 
 impl PreparedSends {
-    /// The ids the sends will have.
-    pub fn ids(&self) -> &[SendId] {
-        &self.ids
-    }
-
     /// Writes the sends (in the caller's transaction, if any).
     pub async fn execute(self, db: &impl ConnectionTrait) -> DomainResult<Vec<SendId>> {
         for statement in self.statements {
