@@ -4,9 +4,11 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use domain::campaign::{self, CampaignInput, CampaignKind, Delivery, Settings, Trigger, Variant};
 use domain::entity::profile as profile_entity;
 use domain::profile::{self, EventKind, InboxKey, TrackOutcome, UserAlias};
 use domain::template::{RenderOutcome, Template};
+use domain::webhook::{Body, Method, WebhookMessage};
 use domain::{DomainError, ProfileId, WorkspaceId};
 use migrations::testing::test_databases;
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
@@ -692,10 +694,115 @@ async fn events_and_purchases_are_catalogued_with_sorted_merged_property_keys() 
     }
 }
 
+/// Launches in `ws` an action-based campaign triggered by the first of `events`, with the others
+/// and any purchase as exception events: the workspace now listens to exactly those.
+async fn listening(db: &DatabaseConnection, ws: &WorkspaceId, events: &[&str]) {
+    let custom = |name: &str| Trigger::CustomEvent {
+        name: name.into(),
+        property_filters: Vec::new(),
+    };
+    let mut exceptions: Vec<Trigger> = events[1..].iter().map(|name| custom(name)).collect();
+    exceptions.push(Trigger::Purchase { product_id: None });
+    let input = CampaignInput {
+        name: "Listener".into(),
+        description: String::new(),
+        tags: Vec::new(),
+        kind: CampaignKind::Webhook,
+        variants: vec![Variant {
+            id: None,
+            name: "Main".into(),
+            percent: 100,
+            message: Some(WebhookMessage {
+                method: Method::Post,
+                url: "https://example.com/hook".into(),
+                headers: Vec::new(),
+                body: Body::Raw {
+                    text: "hello".into(),
+                },
+            }),
+        }],
+        control_percent: 0,
+        delivery: Delivery::Action {
+            trigger: custom(events[0]),
+            delay_seconds: 3600,
+            exceptions,
+            starts_at: None,
+            ends_at: None,
+        },
+        audience: Default::default(),
+        conversions: Vec::new(),
+        settings: Settings::default(),
+    };
+    let draft = campaign::create_campaign(db, ws, input, now())
+        .await
+        .unwrap();
+    campaign::launch_campaign(db, ws, &draft.id, now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn events_reach_the_inbox_only_when_something_listens_to_them() {
+    for db in test_databases().await {
+        let (quiet, busy) = (ws(), ws());
+        listening(&db, &busy, &["checkout"]).await;
+        for ws in [&quiet, &busy] {
+            let outcome = track(
+                &db,
+                ws,
+                json!({
+                    "events": [event("u1", "checkout"), event("u1", "page_view")],
+                    "purchases": [{"external_id": "u1", "product_id": "p", "currency": "EUR", "price": 1, "time": "2026-11-28T08:30:00Z"}],
+                }),
+            )
+            .await;
+            assert_eq!(
+                (outcome.events_processed, outcome.purchases_processed),
+                (2, 1)
+            );
+        }
+        let claimed = profile::claim_inbox(&db, 10, StdDuration::from_secs(60), now())
+            .await
+            .unwrap();
+        let names: Vec<(&str, &str)> = claimed
+            .iter()
+            .map(|item| (item.key.workspace_id.as_str(), item.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [(busy.as_str(), "checkout"), (busy.as_str(), "p")],
+            "the trigger and the exception (any purchase), not page_view, nothing from the quiet workspace"
+        );
+        let stored = view(&db, &quiet, "u1").await;
+        assert_eq!(
+            (stored.events.len(), stored.purchases.len()),
+            (2, 1),
+            "events are stored whether or not anything listens"
+        );
+
+        // Once something listens, the next events are handed over; earlier ones are not.
+        listening(&db, &quiet, &["page_view"]).await;
+        track(
+            &db,
+            &quiet,
+            json!({"events": [event("u1", "checkout"), event("u1", "page_view")]}),
+        )
+        .await;
+        let claimed = profile::claim_inbox(&db, 10, StdDuration::from_secs(60), now())
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].key.workspace_id, quiet);
+        assert_eq!(claimed[0].name, "page_view");
+        assert_eq!(view(&db, &quiet, "u1").await.events.len(), 4);
+    }
+}
+
 #[tokio::test]
 async fn every_stored_event_and_purchase_is_handed_to_the_inbox() {
     for db in test_databases().await {
         let ws = ws();
+        listening(&db, &ws, &["checkout"]).await;
         track(
             &db,
             &ws,
@@ -730,6 +837,7 @@ async fn a_claimed_inbox_row_is_not_claimed_again_until_its_lease_expires_and_ne
  {
     for db in test_databases().await {
         let ws = ws();
+        listening(&db, &ws, &["a", "b"]).await;
         track(
             &db,
             &ws,

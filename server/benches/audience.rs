@@ -5,7 +5,11 @@
 //! `HERALD_BENCH_CLIENTS` (4), `HERALD_BENCH_REQUESTS` (2000 requests of 75 events),
 //! `HERALD_BENCH_PROFILES` (1000000), `HERALD_BENCH_BACKENDS` (`sqlite,sqlite-normal,postgres`),
 //! `TEST_DATABASE_URL` (PostgreSQL runs only when set), `HERALD_BENCH_LOG` (a log filter such as
-//! `warn`). Each backend runs in a process of its own. Figures go in BENCHMARKS.md.
+//! `warn`), `HERALD_BENCH_LISTENER` (an event name: launch an action-based campaign triggered by
+//! it first. The clients send `checkout` (a third of the events) and `page_view`; only events
+//! some campaign names get an inbox row and are handled while the clients run. Unset, nothing
+//! listens and `/users/track` writes no inbox rows).
+//! Each backend runs in a process of its own. Figures go in BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +18,10 @@ use chrono::{TimeDelta, Utc};
 use domain::entity::{profile, profile_event};
 use domain::segment::Filter;
 use domain::{AccountId, SystemClock, WorkspaceId};
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Set, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    Set, TransactionTrait,
+};
 use serde_json::json;
 use server::Config;
 
@@ -91,7 +98,7 @@ async fn ingestion(backend: &str, dir: &std::path::Path) {
     .unwrap();
     let key = domain::api_key::create_api_key(
         &db,
-        &WorkspaceId::from_db(ws.id),
+        &WorkspaceId::from_db(ws.id.clone()),
         None,
         "bench",
         &["users.track".to_string()],
@@ -101,6 +108,10 @@ async fn ingestion(backend: &str, dir: &std::path::Path) {
     .await
     .unwrap()
     .secret;
+    let ws = WorkspaceId::from_db(ws.id);
+    if let Ok(event) = std::env::var("HERALD_BENCH_LISTENER") {
+        launch_listener(&db, &ws, &event).await;
+    }
 
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/api/users/track");
@@ -156,7 +167,68 @@ async fn ingestion(backend: &str, dir: &std::path::Path) {
         requests as f64 / elapsed.as_secs_f64(),
         peak_rss_mib()
     );
+    // Events the engine has not yet handed to their listeners when the clients finished.
+    let inbox = domain::entity::event_inbox::Entity::find()
+        .count(&db)
+        .await
+        .unwrap();
+    let waiting = domain::entity::event_inbox::Entity::find()
+        .filter(domain::entity::event_inbox::Column::HandledAt.is_null())
+        .count(&db)
+        .await
+        .unwrap();
+    println!(
+        "ingestion [{backend}]: inbox rows written {inbox}, still unhandled at the end {waiting}"
+    );
     running.handle.abort();
+}
+
+/// An active action-based campaign triggered by `event`: the workspace now listens to it.
+async fn launch_listener(db: &DatabaseConnection, ws: &WorkspaceId, event: &str) {
+    use domain::campaign::{
+        self, CampaignInput, CampaignKind, Delivery, Settings, Trigger, Variant,
+    };
+    use domain::webhook::{Body, Method, WebhookMessage};
+    let input = CampaignInput {
+        name: "Welcome".into(),
+        description: String::new(),
+        tags: Vec::new(),
+        kind: CampaignKind::Webhook,
+        variants: vec![Variant {
+            id: None,
+            name: "Main".into(),
+            percent: 100,
+            message: Some(WebhookMessage {
+                method: Method::Post,
+                url: "http://127.0.0.1:9/hook".into(),
+                headers: Vec::new(),
+                body: Body::Raw {
+                    text: "hello".into(),
+                },
+            }),
+        }],
+        control_percent: 0,
+        delivery: Delivery::Action {
+            trigger: Trigger::CustomEvent {
+                name: event.into(),
+                property_filters: Vec::new(),
+            },
+            delay_seconds: 0,
+            exceptions: Vec::new(),
+            starts_at: None,
+            ends_at: None,
+        },
+        audience: Default::default(),
+        conversions: Vec::new(),
+        settings: Settings::default(),
+    };
+    let now = Utc::now();
+    let created = campaign::create_campaign(db, ws, input, now)
+        .await
+        .expect("create the listening campaign");
+    campaign::launch_campaign(db, ws, &created.id, now)
+        .await
+        .expect("launch the listening campaign");
 }
 
 async fn segment_count(backend: &str, dir: &std::path::Path) {

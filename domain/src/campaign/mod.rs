@@ -30,7 +30,8 @@ pub use store::{
     list_cap_rules, resume_campaign, stop_campaign, unarchive_campaign, update_campaign,
 };
 pub use trigger::{
-    TriggerRecipient, TriggerRequest, TriggerTarget, handle_events, trigger_campaign,
+    Listened, TriggerRecipient, TriggerRequest, TriggerTarget, handle_events, listened,
+    trigger_campaign,
 };
 
 // Shared with Canvases.

@@ -533,12 +533,16 @@ pub async fn handle_events<C: ConnectionTrait + TransactionTrait>(
         let ws = WorkspaceId::from_db(ws);
         // The workspace's action-based campaigns, read once per batch.
         let mut listeners = Listeners::load(db, &ws).await?;
-        if listeners.campaigns.is_empty() && !canvases_listen(db, &ws).await? {
-            // Nothing in this workspace reacts to events: they are handled in one statement.
-            let keys: Vec<_> = items.iter().map(|item| item.key.clone()).collect();
+        let listened = listeners.listened(canvases_listen(db, &ws).await?);
+        // Events nothing reacts to (left from before a listener stopped, say) are handled in one
+        // statement; the others one by one below.
+        let (items, ignored): (Vec<InboxItem>, Vec<InboxItem>) = items
+            .into_iter()
+            .partition(|item| listened.covers(item.kind, &item.name));
+        if !ignored.is_empty() {
+            let keys: Vec<_> = ignored.iter().map(|item| item.key.clone()).collect();
             crate::profile::mark_handled(db, &keys, now).await?;
-            handled += items.len();
-            continue;
+            handled += ignored.len();
         }
         // Events are handled in groups under one transaction (one commit, one disk sync on
         // SQLite, per group), each event in a savepoint of its own. A crash or an error before
@@ -579,6 +583,45 @@ async fn canvases_listen(db: &impl ConnectionTrait, ws: &WorkspaceId) -> DomainR
     Ok(live > 0)
 }
 
+/// Which tracked events anything in a workspace may act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listened {
+    /// A Canvas is live: its entries, Action Paths and exit criteria (in any of its versions)
+    /// may name any event.
+    Everything,
+    /// Only the triggers and exception events of the active action-based campaigns, as
+    /// `(kind, name)`; a purchase trigger without a product is `(Purchase, None)`. Empty when
+    /// nothing listens.
+    Only(HashSet<(EventKind, Option<String>)>),
+}
+
+impl Listened {
+    /// Whether an event (or a purchase of product `name`) may be acted on.
+    pub fn covers(&self, kind: EventKind, name: &str) -> bool {
+        match self {
+            Self::Everything => true,
+            Self::Only(keys) => {
+                keys.contains(&(kind, Some(name.to_string())))
+                    || (kind == EventKind::Purchase && keys.contains(&(kind, None)))
+            }
+        }
+    }
+}
+
+/// Which events anything in the workspace may act on now: action-based campaigns' triggers and
+/// exception events, and every event while a Canvas is live. `/users/track` asks this inside its
+/// write transaction and writes inbox rows only for those events, so an event is handed to the
+/// listeners that existed when it was recorded (on SQLite the write lock is held while asking,
+/// so a launch commits wholly before or after; on PostgreSQL a launch committing at that very
+/// moment may miss the events recorded with it). Conversions are counted from stored events and
+/// need no inbox row.
+pub async fn listened(db: &impl ConnectionTrait, ws: &WorkspaceId) -> DomainResult<Listened> {
+    if canvases_listen(db, ws).await? {
+        return Ok(Listened::Everything);
+    }
+    Ok(Listeners::load(db, ws).await?.listened(false))
+}
+
 /// A workspace's active action-based campaigns, with their audience filters once computed.
 struct Listeners {
     campaigns: Vec<Campaign>,
@@ -604,6 +647,31 @@ impl Listeners {
             campaigns,
             audiences: HashMap::new(),
         })
+    }
+
+    /// What these campaigns (and, when `canvases` is true, live Canvases) react to.
+    fn listened(&self, canvases: bool) -> Listened {
+        if canvases {
+            return Listened::Everything;
+        }
+        let mut keys = HashSet::new();
+        for campaign in &self.campaigns {
+            let Delivery::Action {
+                trigger,
+                exceptions,
+                ..
+            } = &campaign.delivery
+            else {
+                continue;
+            };
+            for trigger in std::iter::once(trigger).chain(exceptions) {
+                keys.insert(match trigger {
+                    Trigger::CustomEvent { name, .. } => (EventKind::Event, Some(name.clone())),
+                    Trigger::Purchase { product_id } => (EventKind::Purchase, product_id.clone()),
+                });
+            }
+        }
+        Listened::Only(keys)
     }
 
     async fn audience(

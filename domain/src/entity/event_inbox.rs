@@ -1,5 +1,6 @@
 //! The durable hand-off of tracked events and purchases to their listeners, written in the same
-//! transaction as the event itself and claimed under a lease.
+//! transaction as the event itself (only for events something listens to:
+//! `campaign::listened`) and claimed under a lease.
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

@@ -18,6 +18,7 @@ use sea_orm::{
 use serde_json::{Map, Number, Value as Json, json};
 
 use super::{EventKind, UserAlias, alias_rows, lock_for_write, to_millis};
+use crate::campaign::Listened;
 use crate::entity::{
     event_catalog, event_inbox, profile, profile_alias, profile_event, profile_purchase,
 };
@@ -1088,8 +1089,18 @@ async fn write<C: ConnectionTrait + TransactionTrait>(
         let users: Vec<&UserRef> = members.iter().flat_map(|&i| calls[i].users()).collect();
         work.load(&txn, &users).await?;
         let mut catalog = CatalogSeen::new();
+        // Inbox rows only for events something may act on; asked under the write lock.
+        let any_events = members
+            .iter()
+            .any(|&i| !calls[i].events.is_empty() || !calls[i].purchases.is_empty());
+        let to_inbox = if any_events {
+            crate::campaign::listened(&txn, ws).await?
+        } else {
+            Listened::Only(Default::default())
+        };
         for &index in &members {
-            outcomes[index] = write_call(&mut work, &calls[index], &mut rows, &mut catalog);
+            outcomes[index] =
+                write_call(&mut work, &calls[index], &mut rows, &mut catalog, &to_inbox);
         }
         work.save(&txn).await?;
         catalogs.push((ws, catalog, latest));
@@ -1108,12 +1119,14 @@ async fn write<C: ConnectionTrait + TransactionTrait>(
     Ok(outcomes)
 }
 
-/// Runs one call's items against the batch's profiles, collecting the rows to insert.
+/// Runs one call's items against the batch's profiles, collecting the rows to insert, with an
+/// inbox row for each event and purchase that `to_inbox` covers.
 fn write_call(
     work: &mut Working,
     call: &PreparedTrack,
     rows: &mut Rows,
     catalog: &mut CatalogSeen,
+    to_inbox: &Listened,
 ) -> TrackOutcome {
     let mut outcome = TrackOutcome::default();
     let now = call.now;
@@ -1141,16 +1154,18 @@ fn write_call(
                 .entry((EventKind::Event, event.name.clone()))
                 .or_default()
                 .extend(event.properties.keys.iter().cloned());
-            rows.inbox.push(inbox_row(
-                &ws,
-                &item.id,
-                EventKind::Event,
-                &profile_id,
-                &event.name,
-                event.time,
-                &event.properties.text,
-                now,
-            ));
+            if to_inbox.covers(EventKind::Event, &event.name) {
+                rows.inbox.push(inbox_row(
+                    &ws,
+                    &item.id,
+                    EventKind::Event,
+                    &profile_id,
+                    &event.name,
+                    event.time,
+                    &event.properties.text,
+                    now,
+                ));
+            }
             rows.events.push(vec![
                 ws.clone().into(),
                 item.id.clone().into(),
@@ -1179,16 +1194,18 @@ fn write_call(
                 .entry((EventKind::Purchase, purchase.product_id.clone()))
                 .or_default()
                 .extend(purchase.properties.keys.iter().cloned());
-            rows.inbox.push(inbox_row(
-                &ws,
-                &item.id,
-                EventKind::Purchase,
-                &profile_id,
-                &purchase.product_id,
-                purchase.time,
-                &purchase.properties.text,
-                now,
-            ));
+            if to_inbox.covers(EventKind::Purchase, &purchase.product_id) {
+                rows.inbox.push(inbox_row(
+                    &ws,
+                    &item.id,
+                    EventKind::Purchase,
+                    &profile_id,
+                    &purchase.product_id,
+                    purchase.time,
+                    &purchase.properties.text,
+                    now,
+                ));
+            }
             rows.purchases.push(vec![
                 ws.clone().into(),
                 item.id.clone().into(),
@@ -1507,7 +1524,9 @@ mod tests {
                     .is_some()
             );
             assert_eq!(profile::Entity::find().count(&db).await.unwrap(), 2);
-            assert_eq!(event_inbox::Entity::find().count(&db).await.unwrap(), 2);
+            assert_eq!(profile_event::Entity::find().count(&db).await.unwrap(), 2);
+            // Nothing listens in either workspace: no inbox rows.
+            assert_eq!(event_inbox::Entity::find().count(&db).await.unwrap(), 0);
             let catalog = super::super::event_catalog(&db, &b).await.unwrap();
             assert_eq!(catalog.len(), 1);
             assert_eq!(catalog[0].name, "elsewhere");
