@@ -544,24 +544,26 @@ pub async fn handle_events<C: ConnectionTrait + TransactionTrait>(
             crate::profile::mark_handled(db, &keys, now).await?;
             handled += ignored.len();
         }
+        let canvases = listened == Listened::Everything;
         // Events are handled in groups under one transaction (one commit, one disk sync on
-        // SQLite, per group), each event in a savepoint of its own. A crash or an error before
-        // the group's commit rolls the whole group back; its events are claimed again when their
+        // SQLite, per group), marked handled together at its end. A crash or an error before the
+        // group's commit rolls the whole group back; its events are claimed again when their
         // lease runs out, so each is still acted on exactly once.
         for group in items.chunks(EVENT_GROUP) {
-            let outer = db.begin().await?;
-            lock_for_write(&outer, LOCK_EVENTS).await?;
+            let txn = db.begin().await?;
+            lock_for_write(&txn, LOCK_EVENTS).await?;
             for item in group {
-                let txn = outer.begin().await?;
                 handle_event(&txn, &ws, &mut listeners, item, now).await?;
                 // Canvases read the same inbox, in the same transaction: an event is handed to
                 // both once, and a crash before the commit repeats it for both.
-                crate::canvas::on_event(&txn, item, now).await?;
-                crate::profile::mark_handled(&txn, std::slice::from_ref(&item.key), now).await?;
-                txn.commit().await?;
-                handled += 1;
+                if canvases {
+                    crate::canvas::on_event(&txn, item, now).await?;
+                }
             }
-            outer.commit().await?;
+            let keys: Vec<_> = group.iter().map(|item| item.key.clone()).collect();
+            crate::profile::mark_handled(&txn, &keys, now).await?;
+            txn.commit().await?;
+            handled += group.len();
         }
     }
     Ok(handled)
@@ -698,6 +700,20 @@ async fn handle_event<C: ConnectionTrait + TransactionTrait>(
     item: &InboxItem,
     now: DateTime<Utc>,
 ) -> DomainResult<()> {
+    // An event no campaign names (it reached the inbox for a Canvas) needs no reads.
+    let named = |campaign: &Campaign| match &campaign.delivery {
+        Delivery::Action {
+            trigger,
+            exceptions,
+            ..
+        } => std::iter::once(trigger)
+            .chain(exceptions)
+            .any(|trigger| trigger_matches(trigger, item)),
+        _ => false,
+    };
+    if !listeners.campaigns.iter().any(named) {
+        return Ok(());
+    }
     // A user deleted since the event was tracked gets nothing.
     let Some(user) = profile::Entity::find_by_id((ws.to_string(), item.profile_id.to_string()))
         .one(txn)
