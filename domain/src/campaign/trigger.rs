@@ -535,7 +535,7 @@ pub async fn handle_events<C: ConnectionTrait + TransactionTrait>(
         let mut listeners = Listeners::load(db, &ws).await?;
         let listened = listeners.listened(canvases_listen(db, &ws).await?);
         // Events nothing reacts to (left from before a listener stopped, say) are handled in one
-        // statement; the others one by one below.
+        // statement; the others in groups below.
         let (items, ignored): (Vec<InboxItem>, Vec<InboxItem>) = items
             .into_iter()
             .partition(|item| listened.covers(item.kind, &item.name));
@@ -656,23 +656,15 @@ impl Listeners {
         if canvases {
             return Listened::Everything;
         }
-        let mut keys = HashSet::new();
-        for campaign in &self.campaigns {
-            let Delivery::Action {
-                trigger,
-                exceptions,
-                ..
-            } = &campaign.delivery
-            else {
-                continue;
-            };
-            for trigger in std::iter::once(trigger).chain(exceptions) {
-                keys.insert(match trigger {
-                    Trigger::CustomEvent { name, .. } => (EventKind::Event, Some(name.clone())),
-                    Trigger::Purchase { product_id } => (EventKind::Purchase, product_id.clone()),
-                });
-            }
-        }
+        let keys = self
+            .campaigns
+            .iter()
+            .flat_map(reacts_to)
+            .map(|trigger| match trigger {
+                Trigger::CustomEvent { name, .. } => (EventKind::Event, Some(name.clone())),
+                Trigger::Purchase { product_id } => (EventKind::Purchase, product_id.clone()),
+            })
+            .collect();
         Listened::Only(keys)
     }
 
@@ -701,16 +693,7 @@ async fn handle_event<C: ConnectionTrait + TransactionTrait>(
     now: DateTime<Utc>,
 ) -> DomainResult<()> {
     // An event no campaign names (it reached the inbox for a Canvas) needs no reads.
-    let named = |campaign: &Campaign| match &campaign.delivery {
-        Delivery::Action {
-            trigger,
-            exceptions,
-            ..
-        } => std::iter::once(trigger)
-            .chain(exceptions)
-            .any(|trigger| trigger_matches(trigger, item)),
-        _ => false,
-    };
+    let named = |campaign: &Campaign| reacts_to(campaign).any(|t| trigger_matches(t, item));
     if !listeners.campaigns.iter().any(named) {
         return Ok(());
     }
@@ -768,6 +751,20 @@ async fn handle_event<C: ConnectionTrait + TransactionTrait>(
         }
     }
     Ok(())
+}
+
+/// The events an action-based campaign reacts to: its trigger and its exception events (none for
+/// other campaigns).
+fn reacts_to(campaign: &Campaign) -> impl Iterator<Item = &Trigger> {
+    let (trigger, exceptions) = match &campaign.delivery {
+        Delivery::Action {
+            trigger,
+            exceptions,
+            ..
+        } => (Some(trigger), exceptions.as_slice()),
+        _ => (None, &[][..]),
+    };
+    trigger.into_iter().chain(exceptions)
 }
 
 /// Whether `item` fires an action-based campaign; `Some(not_before)` when it does (`None` inside:
