@@ -5,7 +5,8 @@
 //!
 //! `cargo bench -p engine --bench campaign`. Knobs (environment, optional):
 //! `HERALD_BENCH_PROFILES` (1000000), `HERALD_BENCH_CONCURRENCY` (512), `HERALD_BENCH_PER_HOST`
-//! (512), `HERALD_BENCH_BATCH` (1024), `HERALD_BENCH_SYNCHRONOUS` (`full` or `normal`; `full`).
+//! (512), `HERALD_BENCH_BATCH` (1024), `HERALD_BENCH_SYNCHRONOUS` (`full` or `normal`; `full`),
+//! `HERALD_BENCH_NO_READER=1` (the scheduler reads through the writing connection).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,7 +64,7 @@ async fn run(sink: std::net::SocketAddr, received: Arc<AtomicUsize>) {
         .await
         .expect("create the campaign");
 
-    let (engine, _) = Engine::start(db, Arc::new(SystemClock));
+    let (engine, _) = Engine::start(&scratch, Arc::new(SystemClock)).await;
 
     let launched = Instant::now();
     campaign::launch_campaign(db, &ws, &created.id, Utc::now())

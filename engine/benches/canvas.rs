@@ -160,7 +160,7 @@ async fn run(sink: std::net::SocketAddr, received: Arc<AtomicUsize>) {
         .await
         .expect("launch the Canvas");
 
-    let (engine, stats) = Engine::start(db, clock.clone());
+    let (engine, stats) = Engine::start(&scratch, clock.clone()).await;
 
     let started = Instant::now();
     let request = CanvasTriggerRequest {

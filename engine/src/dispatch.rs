@@ -139,6 +139,28 @@ struct TemplateCache {
 /// below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
 const RECORD_CHUNK: usize = 500;
 
+/// A claimed send from a row the claim returned.
+fn claimed_from(
+    row: &sea_orm::QueryResult,
+    lease_until: DateTime<Utc>,
+    rowid: Option<i64>,
+) -> Result<Claimed, DbErr> {
+    Ok(Claimed {
+        workspace_id: row.try_get("", "workspace_id")?,
+        id: row.try_get("", "id")?,
+        source_kind: row.try_get("", "source_kind")?,
+        source_id: row.try_get("", "source_id")?,
+        rate_per_minute: row.try_get("", "rate_per_minute")?,
+        message: row.try_get("", "message")?,
+        context: row.try_get("", "context")?,
+        request: row.try_get("", "request")?,
+        attempts: row.try_get("", "attempts")?,
+        first_attempt_at: row.try_get("", "first_attempt_at")?,
+        lease_until,
+        rowid,
+    })
+}
+
 /// Sends webhooks from the outbox.
 pub struct Dispatcher {
     signing: SigningCache,
@@ -188,9 +210,9 @@ impl Dispatcher {
         self.wake.clone()
     }
 
-    /// Claims up to `limit` due sends in one transaction: at least `first_attempt_share` of them
-    /// for first attempts when that many wait, the rest for retries, and whatever one lane leaves
-    /// unused for the other. First attempts come first in the result.
+    /// Claims up to `limit` due sends: at least `first_attempt_share` of them for first attempts
+    /// when that many wait, the rest for retries, and whatever one lane leaves unused for the
+    /// other. First attempts come first in the result.
     async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, DbErr> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -199,6 +221,11 @@ impl Dispatcher {
         let lease_until = lease_precision(now + to_delta(self.settings.lease));
         let first_share = ((limit as f64) * self.settings.first_attempt_share).ceil() as usize;
         let retry_share = limit - first_share.clamp(1, limit);
+        if self.db.get_database_backend() == DbBackend::Sqlite {
+            return self
+                .claim_sqlite(limit, retry_share, now, lease_until)
+                .await;
+        }
         // Retries are asked for first so that, when none is due (the usual case), first attempts
         // take the whole batch in a single statement instead of two.
         let txn = self.db.begin().await?;
@@ -226,6 +253,68 @@ impl Dispatcher {
         Ok(claimed)
     }
 
+    /// [`Dispatcher::claim`] on SQLite, as one statement (so without `BEGIN` and `COMMIT` of its
+    /// own: a single statement is atomic, and SQLite has one writer at a time anyway). Every turn
+    /// on SQLite's one connection counts, because the recorder and the campaign pages wait for it.
+    /// The candidates are ranked: retries up to their share, then first attempts, then the retries
+    /// beyond the share; the first `limit` of them are leased. That is the PostgreSQL path's
+    /// three statements in one.
+    async fn claim_sqlite(
+        &self,
+        limit: usize,
+        retry_share: usize,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>, DbErr> {
+        // By rowid rather than by primary key: the rows come out of the due index with their
+        // rowids, and looking each up in the primary-key index again would read a page of that
+        // index per send once it outgrows the page cache.
+        const DUE: &str = "FROM webhook_send WHERE status = 'pending' AND lane = ?1 \
+            AND next_attempt_at <= ?2 AND (lease_until IS NULL OR lease_until < ?2) \
+            ORDER BY next_attempt_at, rowid";
+        let sql = format!(
+            "UPDATE webhook_send SET lease_until = ?5 WHERE rowid IN ( \
+               SELECT sid FROM ( \
+                 SELECT * FROM (SELECT rowid AS sid, 0 AS rank, next_attempt_at AS due {retries} LIMIT ?3) \
+                 UNION ALL SELECT * FROM (SELECT rowid, 1, next_attempt_at {firsts} LIMIT ?4) \
+                 UNION ALL SELECT * FROM (SELECT rowid, 2, next_attempt_at {retries} LIMIT ?4 OFFSET ?3)) \
+               ORDER BY rank, due LIMIT ?4) \
+             RETURNING rowid AS send_rowid, lane, workspace_id, id, source_kind, source_id, \
+               rate_per_minute, message, context, request, attempts, first_attempt_at",
+            retries = DUE,
+            firsts = DUE.replace("?1", "?6"),
+        );
+        let values: Vec<Value> = vec![
+            1i16.into(),
+            now.into(),
+            (retry_share as i64).into(),
+            (limit as i64).into(),
+            lease_until.into(),
+            0i16.into(),
+        ];
+        let rows = self
+            .db
+            .query_all(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                values,
+            ))
+            .await?;
+        let mut claimed = rows
+            .into_iter()
+            .map(|row| {
+                let lane: i16 = row.try_get("", "lane")?;
+                Ok((
+                    lane,
+                    claimed_from(&row, lease_until, Some(row.try_get("", "send_rowid")?))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, DbErr>>()?;
+        claimed.sort_by_key(|(lane, _)| *lane);
+        Ok(claimed.into_iter().map(|(_, send)| send).collect())
+    }
+
+    /// Claims up to `limit` due sends of one lane (PostgreSQL), in the caller's transaction.
     async fn claim_lane(
         &self,
         db: &impl ConnectionTrait,
@@ -237,68 +326,28 @@ impl Dispatcher {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let backend = db.get_database_backend();
-        let sql = match backend {
-            DbBackend::Postgres => {
-                "UPDATE webhook_send SET lease_until = $1 WHERE (workspace_id, id) IN ( \
-                   SELECT workspace_id, id FROM webhook_send \
-                   WHERE status = 'pending' AND lane = $2 AND next_attempt_at <= $3 \
-                     AND (lease_until IS NULL OR lease_until < $3) \
-                   ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 RETURNING workspace_id, id, source_kind, source_id, rate_per_minute, message, context, request, \
-                   attempts, first_attempt_at"
-            }
-            _ => {
-                // By rowid rather than by primary key: the rows come out of the due index with
-                // their rowids, and looking each up in the primary-key index again would read a
-                // page of that index per send once it outgrows the page cache.
-                "UPDATE webhook_send SET lease_until = ? WHERE rowid IN ( \
-                   SELECT rowid FROM webhook_send \
-                   WHERE status = 'pending' AND lane = ? AND next_attempt_at <= ? \
-                     AND (lease_until IS NULL OR lease_until < ?) \
-                   ORDER BY next_attempt_at LIMIT ?) \
-                 RETURNING rowid AS send_rowid, workspace_id, id, source_kind, source_id, \
-                   rate_per_minute, message, context, request, attempts, first_attempt_at"
-            }
-        };
-        let values: Vec<Value> = match backend {
-            DbBackend::Postgres => vec![
-                lease_until.into(),
-                lane.into(),
-                now.into(),
-                (limit as i64).into(),
-            ],
-            _ => vec![
-                lease_until.into(),
-                lane.into(),
-                now.into(),
-                now.into(),
-                (limit as i64).into(),
-            ],
-        };
+        let sql = "UPDATE webhook_send SET lease_until = $1 WHERE (workspace_id, id) IN ( \
+               SELECT workspace_id, id FROM webhook_send \
+               WHERE status = 'pending' AND lane = $2 AND next_attempt_at <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) \
+               ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING workspace_id, id, source_kind, source_id, rate_per_minute, message, context, request, \
+               attempts, first_attempt_at";
+        let values: Vec<Value> = vec![
+            lease_until.into(),
+            lane.into(),
+            now.into(),
+            (limit as i64).into(),
+        ];
         let rows = db
-            .query_all(Statement::from_sql_and_values(backend, sql, values))
+            .query_all(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql,
+                values,
+            ))
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(Claimed {
-                    workspace_id: row.try_get("", "workspace_id")?,
-                    id: row.try_get("", "id")?,
-                    source_kind: row.try_get("", "source_kind")?,
-                    source_id: row.try_get("", "source_id")?,
-                    rate_per_minute: row.try_get("", "rate_per_minute")?,
-                    message: row.try_get("", "message")?,
-                    context: row.try_get("", "context")?,
-                    request: row.try_get("", "request")?,
-                    attempts: row.try_get("", "attempts")?,
-                    first_attempt_at: row.try_get("", "first_attempt_at")?,
-                    lease_until,
-                    rowid: match backend {
-                        DbBackend::Postgres => None,
-                        _ => Some(row.try_get("", "send_rowid")?),
-                    },
-                })
-            })
+        rows.iter()
+            .map(|row| claimed_from(row, lease_until, None))
             .collect()
     }
 
@@ -1032,6 +1081,7 @@ mod tests {
     use domain::webhook::{Body, Method};
     use domain::{SystemClock, WorkspaceId};
     use migrations::testing::test_databases;
+    use sea_orm::sea_query::Expr;
     use sea_orm::{EntityTrait, PaginatorTrait};
 
     fn delivery(loopback: bool) -> crate::DeliverySettings {
@@ -1106,6 +1156,92 @@ mod tests {
                 .unwrap_err()
                 .starts_with("stored message unreadable")
         );
+    }
+
+    /// Claims keep a share for first attempts while retries wait, and give whatever one lane
+    /// leaves unused to the other; first attempts come first. Both databases, whose claims are
+    /// written differently (one ranked statement on SQLite, one per lane on PostgreSQL).
+    #[tokio::test]
+    async fn claims_share_a_batch_between_first_attempts_and_retries() {
+        for db in test_databases().await {
+            let now = Utc::now().trunc_subsecs(3);
+            let clock = ManualClock::new(now);
+            let ws = WorkspaceId::generate();
+            let dispatcher = Dispatcher::new(
+                db.clone(),
+                WebhookClient::new(&delivery(false)),
+                RetryPolicy::default(),
+                Arc::new(clock.clone()),
+                DispatchSettings::default(),
+            );
+            // Queues `n` sends due a minute ago, in `lane`; returns their ids.
+            let queue = |lane: i16, n: usize| {
+                let db = db.clone();
+                let ws = ws.clone();
+                async move {
+                    let sends = (0..n)
+                        .map(|_| NewSend {
+                            workspace_id: ws.clone(),
+                            source_kind: SourceKind::Test,
+                            source_id: None,
+                            source_name: None,
+                            recipient: None,
+                            message: WebhookMessage {
+                                method: Method::Post,
+                                url: "https://example.com/hook".into(),
+                                headers: Vec::new(),
+                                body: Body::None,
+                            },
+                            context: RenderContext::new(),
+                            due_at: None,
+                            tracking: Default::default(),
+                        })
+                        .collect();
+                    let ids = domain::outbox::enqueue(&db, sends, now - TimeDelta::minutes(1))
+                        .await
+                        .unwrap();
+                    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                    webhook_send::Entity::update_many()
+                        .col_expr(webhook_send::Column::Lane, Expr::value(lane))
+                        .filter(webhook_send::Column::Id.is_in(ids.clone()))
+                        .exec(&db)
+                        .await
+                        .unwrap();
+                    ids
+                }
+            };
+            let lanes = |claimed: &[Claimed], retries: &[String]| -> Vec<char> {
+                claimed
+                    .iter()
+                    .map(|c| if retries.contains(&c.id) { 'r' } else { 'f' })
+                    .collect()
+            };
+
+            // Both lanes full: 6 first attempts (75% of 8, rounded up) and 2 retries.
+            let retries = queue(1, 10).await;
+            queue(0, 10).await;
+            let claimed = dispatcher.claim(8).await.unwrap();
+            assert_eq!(
+                lanes(&claimed, &retries),
+                "ffffffrr".chars().collect::<Vec<_>>()
+            );
+            // Only 4 first attempts left: retries take the rest of the batch.
+            let claimed = dispatcher.claim(8).await.unwrap();
+            assert_eq!(
+                lanes(&claimed, &retries),
+                "ffffrrrr".chars().collect::<Vec<_>>()
+            );
+            // Only retries left (4 of them): all of them, and nothing claimed twice.
+            let claimed = dispatcher.claim(8).await.unwrap();
+            assert_eq!(
+                lanes(&claimed, &retries),
+                "rrrr".chars().collect::<Vec<_>>()
+            );
+            assert!(dispatcher.claim(8).await.unwrap().is_empty(), "all leased");
+            // A lease that ran out is claimed again.
+            clock.advance(TimeDelta::seconds(121));
+            assert_eq!(dispatcher.claim(100).await.unwrap().len(), 20);
+        }
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use domain::{Clock, DomainResult};
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
@@ -94,9 +94,34 @@ impl SchedulerStats {
     }
 }
 
+/// A connection for the scheduler's large reads (audience pages, receipts), beside `db`, the
+/// connection everything is written through.
+///
+/// sea-orm gives a SQLite database a single connection, so a campaign page waiting to read its
+/// next thousand users used to queue behind the dispatcher's claims and records (and their
+/// commits) on it, and the other way round. In WAL mode readers do not block the writer, so for a
+/// SQLite file this opens a second pool of its own, refusing writes (`query_only`), with the
+/// REGEXP function segments need. An in-memory SQLite database cannot be shared that way, and
+/// PostgreSQL's pool already has several connections: for those the reader is `db` itself.
+pub async fn open_reader(db: &DatabaseConnection, url: &str) -> Result<DatabaseConnection, DbErr> {
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if db.get_database_backend() != DbBackend::Sqlite || in_memory {
+        return Ok(db.clone());
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(2)
+        .min_connections(1)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| o.with_regexp().pragma("query_only", "ON"));
+    Database::connect(options).await
+}
+
 /// Drives the time-based and event-based campaign work of this process.
 pub struct Scheduler {
     db: DatabaseConnection,
+    /// Where campaign occurrences read their audience pages ([`open_reader`]); `db` unless set.
+    reads: DatabaseConnection,
     clock: Arc<dyn Clock>,
     /// The dispatcher's waker ([`crate::Dispatcher::waker`]): poked when a tick queued sends, so
     /// they go out without waiting for the dispatcher's next poll.
@@ -109,6 +134,7 @@ impl Scheduler {
     /// A scheduler ticking every second.
     pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, wake: Arc<Notify>) -> Self {
         Self {
+            reads: db.clone(),
             db,
             clock,
             wake,
@@ -121,6 +147,12 @@ impl Scheduler {
     /// the scheduler.
     pub fn stats(&self) -> Arc<SchedulerStats> {
         self.stats.clone()
+    }
+
+    /// Reads campaign audiences through `reads` (see [`open_reader`]) instead of `db`.
+    pub fn with_reader(mut self, reads: DatabaseConnection) -> Self {
+        self.reads = reads;
+        self
     }
 
     /// Ticks every `period` instead (tests, or an operator's setting).
@@ -142,7 +174,13 @@ impl Scheduler {
             let started = Instant::now();
             let result = match duty {
                 Duty::CampaignOccurrences => {
-                    domain::campaign::run_due_occurrences(db, now, OCCURRENCES_PER_TICK).await
+                    domain::campaign::run_due_occurrences_reading(
+                        db,
+                        &self.reads,
+                        now,
+                        OCCURRENCES_PER_TICK,
+                    )
+                    .await
                 }
                 Duty::ScheduledSends => {
                     domain::campaign::run_due_scheduled(db, now, SCHEDULED_PER_TICK).await

@@ -51,6 +51,20 @@ pub fn engine_for(
     ))
 }
 
+/// The campaign scheduler of this process, reading audiences through a connection of its own
+/// where the database allows one ([`engine::scheduler::open_reader`]).
+async fn scheduler_for(
+    db: &DatabaseConnection,
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    dispatcher: &engine::Dispatcher,
+) -> Result<engine::scheduler::Scheduler, BoxError> {
+    let reads = engine::scheduler::open_reader(db, &config.database_url)
+        .await
+        .map_err(|e| format!("cannot open a reading connection to the database: {e}"))?;
+    Ok(engine::scheduler::Scheduler::new(db.clone(), clock, dispatcher.waker()).with_reader(reads))
+}
+
 /// Runs the delivery engine and the campaign scheduler alone until the process is told to stop
 /// (`herald worker`).
 pub async fn run_worker(
@@ -62,7 +76,7 @@ pub async fn run_worker(
         .await
         .map_err(|e| format!("migrations failed: {e}"))?;
     let dispatcher = engine_for(&db, &config, clock.clone());
-    let scheduler = engine::scheduler::Scheduler::new(db.clone(), clock, dispatcher.waker());
+    let scheduler = scheduler_for(&db, &config, clock, &dispatcher).await?;
     tokio::join!(
         dispatcher.run(shutdown_signal()),
         scheduler.run(shutdown_signal())
@@ -151,8 +165,7 @@ pub async fn start(
     let dispatcher = engine_for(&db, &config, clock.clone());
     tokio::spawn(dispatcher.clone().run(shutdown_signal()));
     // Campaign schedules, REST schedules and action-based triggers.
-    let scheduler =
-        engine::scheduler::Scheduler::new(db.clone(), clock.clone(), dispatcher.waker());
+    let scheduler = scheduler_for(&db, &config, clock.clone(), &dispatcher).await?;
     tokio::spawn(scheduler.run(shutdown_signal()));
     let state = AppState {
         db,

@@ -107,10 +107,25 @@ pub async fn run_due_occurrences<C: ConnectionTrait + TransactionTrait>(
     now: DateTime<Utc>,
     limit: usize,
 ) -> DomainResult<usize> {
+    run_due_occurrences_reading(db, db, now, limit).await
+}
+
+/// [`run_due_occurrences`], reading the audience pages, receipts and frequency-cap counts through
+/// `reads`: on SQLite, a second connection to the same file (see `engine::open_reader`), so these
+/// reads go on while the one writing connection claims, records or commits a page, instead of
+/// queueing behind it. Everything written still goes through `db`. The reads were already made
+/// outside the page's transaction, so a reader sees nothing staler than before: what was committed
+/// when it reads.
+pub async fn run_due_occurrences_reading<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    reads: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> DomainResult<usize> {
     let started = Instant::now();
     let mut tally = Tally::default();
     for occurrence in claim::claim::<campaign_occurrence::Entity>(db, now, limit).await? {
-        tally.add(fire(db, occurrence, now, started).await);
+        tally.add(fire(db, reads, occurrence, now, started).await);
     }
     tally.result()
 }
@@ -136,6 +151,7 @@ fn campaign_zone(campaign: &Campaign) -> Tz {
 /// Runs one claimed occurrence to its end (or until it cannot go on). `true` when it finished.
 async fn fire<C: ConnectionTrait + TransactionTrait>(
     db: &C,
+    reads: &impl ConnectionTrait,
     mut occurrence: Occurrence<campaign_occurrence::Entity>,
     now: DateTime<Utc>,
     started: Instant,
@@ -179,9 +195,9 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
     let max = campaign.settings.max_recipients;
     let dispatch_id = occurrence.dispatch_id.clone().unwrap_or_default();
     let mut pages = Pages::new(&ws, &filter, now, occurrence.cursor.clone());
-    // Each page is read and planned (receipts, caps, rows) before its transaction begins, so the
-    // transaction holds the connection only for the writes.
-    while let Some(page) = occurrence.read_page(db, &mut pages, max).await? {
+    // Each page is read and planned (receipts, caps, rows) through `reads` before its transaction
+    // begins, so the transaction holds the writing connection only for the writes.
+    while let Some(page) = occurrence.read_page(reads, &mut pages, max).await? {
         let users = page
             .into_iter()
             .map(|user| {
@@ -200,7 +216,8 @@ async fn fire<C: ConnectionTrait + TransactionTrait>(
             .collect();
         let sent_so_far = u64::try_from(occurrence.count).unwrap_or(0);
         let room = max.map(|max| max.saturating_sub(sent_so_far));
-        let planned = plan_sends(db, &ws, &campaign, &dispatch_id, users, None, now, room).await?;
+        let planned =
+            plan_sends(reads, &ws, &campaign, &dispatch_id, users, None, now, room).await?;
         let Some(txn) = occurrence.begin_page(db, now, started).await? else {
             return Ok(false);
         };

@@ -16,7 +16,9 @@ mod stats;
 mod store;
 mod trigger;
 
-pub use dispatch::{DispatchOutcome, run_due_occurrences, send_api_campaign};
+pub use dispatch::{
+    DispatchOutcome, run_due_occurrences, run_due_occurrences_reading, send_api_campaign,
+};
 pub use model::*;
 pub use schedule::{next_occurrence, replan};
 pub use scheduled::{

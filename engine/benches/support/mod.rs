@@ -3,7 +3,8 @@
 //! dispatcher and scheduler, and the peak RSS.
 //!
 //! Knobs (environment, optional): `HERALD_BENCH_CONCURRENCY` (512), `HERALD_BENCH_PER_HOST`
-//! (512), `HERALD_BENCH_BATCH` (1024), `HERALD_BENCH_SYNCHRONOUS` (`full` or `normal`; `full`).
+//! (512), `HERALD_BENCH_BATCH` (1024), `HERALD_BENCH_SYNCHRONOUS` (`full` or `normal`; `full`),
+//! `HERALD_BENCH_NO_READER=1` (the scheduler reads through the writing connection).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -100,6 +101,8 @@ pub fn main<F: Future<Output = ()>>(bench: impl FnOnce(SocketAddr, Arc<AtomicUsi
 /// A migrated SQLite file in a scratch directory of its own.
 pub struct Scratch {
     pub db: DatabaseConnection,
+    /// The URL `db` was opened with.
+    pub url: String,
     /// `full` or `normal`: SQLite's `synchronous` setting.
     pub durability: &'static str,
     dir: PathBuf,
@@ -115,7 +118,8 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!("herald-{name}-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         let path = dir.join("herald.db");
-        let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut options = ConnectOptions::new(url.clone());
         options
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(move |o| o.with_regexp().synchronous(synchronous));
@@ -132,6 +136,7 @@ impl Scratch {
         }
         Self {
             db,
+            url,
             durability,
             dir,
         }
@@ -200,7 +205,8 @@ pub struct Engine {
 impl Engine {
     /// Starts the dispatcher (delivering to loopback, with the knobs' concurrency and batch) and
     /// the scheduler (every 100 ms), both on `clock`; also returns the scheduler's statistics.
-    pub fn start(db: &DatabaseConnection, clock: Arc<dyn Clock>) -> (Self, Arc<SchedulerStats>) {
+    pub async fn start(scratch: &Scratch, clock: Arc<dyn Clock>) -> (Self, Arc<SchedulerStats>) {
+        let db = &scratch.db;
         let concurrency = env("HERALD_BENCH_CONCURRENCY", 512);
         let dispatcher = Arc::new(Dispatcher::new(
             db.clone(),
@@ -220,7 +226,17 @@ impl Engine {
                 ..DispatchSettings::default()
             },
         ));
+        // `HERALD_BENCH_NO_READER=1`: the scheduler reads audiences through the writing
+        // connection, as it did before it had a reader of its own.
+        let reads = if std::env::var_os("HERALD_BENCH_NO_READER").is_some() {
+            db.clone()
+        } else {
+            engine::scheduler::open_reader(db, &scratch.url)
+                .await
+                .expect("open the reader")
+        };
         let scheduler = Scheduler::new(db.clone(), clock, dispatcher.waker())
+            .with_reader(reads)
             .with_period(Duration::from_millis(100));
         let stats = scheduler.stats();
         let (stop, stop_rx) = watch::channel(false);
