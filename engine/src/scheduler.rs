@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use domain::{Clock, DomainResult};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
 use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
@@ -100,20 +102,33 @@ impl SchedulerStats {
 /// sea-orm gives a SQLite database a single connection, so a campaign page waiting to read its
 /// next thousand users used to queue behind the dispatcher's claims and records (and their
 /// commits) on it, and the other way round. In WAL mode readers do not block the writer, so for a
-/// SQLite file this opens a second pool of its own, refusing writes (`query_only`), with the
-/// REGEXP function segments need. An in-memory SQLite database cannot be shared that way, and
+/// SQLite file this opens a second pool on the very file `db` has open (asked of `db` itself, so
+/// the two can never be different databases), refusing writes (`query_only`), with the REGEXP
+/// function segments need. An in-memory SQLite database cannot be shared that way, and
 /// PostgreSQL's pool already has several connections: for those the reader is `db` itself.
-pub async fn open_reader(db: &DatabaseConnection, url: &str) -> Result<DatabaseConnection, DbErr> {
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-    if db.get_database_backend() != DbBackend::Sqlite || in_memory {
+pub async fn open_reader(db: &DatabaseConnection) -> Result<DatabaseConnection, DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite {
         return Ok(db.clone());
     }
-    let mut options = ConnectOptions::new(url.to_owned());
+    // The first row is the main database; its file is empty when it lives in memory.
+    let file: String = db
+        .query_one(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA database_list",
+        ))
+        .await?
+        .map(|row| row.try_get("", "file"))
+        .transpose()?
+        .unwrap_or_default();
+    if file.is_empty() {
+        return Ok(db.clone());
+    }
+    let mut options = ConnectOptions::new("sqlite://reader");
     options
         .max_connections(2)
         .min_connections(1)
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|o| o.with_regexp().pragma("query_only", "ON"));
+        .map_sqlx_sqlite_opts(move |o| o.filename(&file).with_regexp().pragma("query_only", "ON"));
     Database::connect(options).await
 }
 

@@ -128,8 +128,8 @@ async fn the_loop_stops_when_shutdown_resolves() {
 /// receipt, the reader has SQLite's REGEXP function, and it refuses writes.
 #[tokio::test]
 async fn a_reader_of_its_own_reads_the_audience_while_the_writer_writes_the_sends() {
-    let (db, url) = migrations::testing::fresh_sqlite_file_at().await;
-    let reads = open_reader(&db, &url).await.unwrap();
+    let db = migrations::testing::fresh_sqlite_file().await;
+    let reads = open_reader(&db).await.unwrap();
     let refused = reads
         .execute_unprepared("DELETE FROM webhook_send")
         .await
@@ -206,11 +206,7 @@ async fn a_reader_of_its_own_reads_the_audience_while_the_writer_writes_the_send
 #[tokio::test]
 async fn without_a_file_the_reader_is_the_writing_connection() {
     for db in test_databases().await {
-        let url = match db.get_database_backend() {
-            sea_orm::DbBackend::Sqlite => "sqlite::memory:".to_owned(),
-            _ => std::env::var("TEST_DATABASE_URL").unwrap(),
-        };
-        let reads = open_reader(&db, &url).await.unwrap();
+        let reads = open_reader(&db).await.unwrap();
         let ws = WorkspaceId::generate();
         let now = Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap();
         domain::profile::track(

@@ -28,11 +28,6 @@ pub async fn fresh_sqlite() -> DatabaseConnection {
 /// closes a connection whose query was cancelled, and an in-memory database goes with it, where a
 /// file survives, as it does when a real process crashes.
 pub async fn fresh_sqlite_file() -> DatabaseConnection {
-    fresh_sqlite_file_at().await.0
-}
-
-/// [`fresh_sqlite_file`], with the URL it was opened with (to open more connections to it).
-pub async fn fresh_sqlite_file_at() -> (DatabaseConnection, String) {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join("herald-tests");
     std::fs::create_dir_all(&dir).expect("create the test database directory");
@@ -44,8 +39,7 @@ pub async fn fresh_sqlite_file_at() -> (DatabaseConnection, String) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let url = format!("sqlite://{}?mode=rwc", path.display());
-    let mut options = ConnectOptions::new(url.clone());
+    let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
     options
         .max_connections(4)
         .sqlx_logging(false)
@@ -54,7 +48,7 @@ pub async fn fresh_sqlite_file_at() -> (DatabaseConnection, String) {
         .await
         .expect("open the SQLite test file");
     Migrator::up(&db, None).await.expect("migrate SQLite");
-    (db, url)
+    db
 }
 
 /// A new, migrated schema in the PostgreSQL database at `url`.

@@ -55,11 +55,10 @@ pub fn engine_for(
 /// where the database allows one ([`engine::scheduler::open_reader`]).
 async fn scheduler_for(
     db: &DatabaseConnection,
-    config: &Config,
     clock: Arc<dyn Clock>,
     dispatcher: &engine::Dispatcher,
 ) -> Result<engine::scheduler::Scheduler, BoxError> {
-    let reads = engine::scheduler::open_reader(db, &config.database_url)
+    let reads = engine::scheduler::open_reader(db)
         .await
         .map_err(|e| format!("cannot open a reading connection to the database: {e}"))?;
     Ok(engine::scheduler::Scheduler::new(db.clone(), clock, dispatcher.waker()).with_reader(reads))
@@ -76,7 +75,7 @@ pub async fn run_worker(
         .await
         .map_err(|e| format!("migrations failed: {e}"))?;
     let dispatcher = engine_for(&db, &config, clock.clone());
-    let scheduler = scheduler_for(&db, &config, clock, &dispatcher).await?;
+    let scheduler = scheduler_for(&db, clock, &dispatcher).await?;
     tokio::join!(
         dispatcher.run(shutdown_signal()),
         scheduler.run(shutdown_signal())
@@ -165,7 +164,7 @@ pub async fn start(
     let dispatcher = engine_for(&db, &config, clock.clone());
     tokio::spawn(dispatcher.clone().run(shutdown_signal()));
     // Campaign schedules, REST schedules and action-based triggers.
-    let scheduler = scheduler_for(&db, &config, clock.clone(), &dispatcher).await?;
+    let scheduler = scheduler_for(&db, clock.clone(), &dispatcher).await?;
     tokio::spawn(scheduler.run(shutdown_signal()));
     let state = AppState {
         db,

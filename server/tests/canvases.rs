@@ -1227,3 +1227,81 @@ async fn canvas_trigger_schedules_in_local_time_send_each_user_the_first_step_at
         );
     }
 }
+
+/// The Canvas items `/messages/scheduled_broadcasts` lists up to `until`.
+async fn listed_canvases(
+    app: &TestApp,
+    key: &str,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Vec<Value> {
+    let (status, listed) = get(
+        app,
+        key,
+        &format!(
+            "/messages/scheduled_broadcasts?end_time={}",
+            urlencode(&until.to_rfc3339())
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    listed["scheduled_broadcasts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["type"] == "Canvas")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_scheduled_canvas_lists_its_next_entry_among_the_scheduled_broadcasts_while_active() {
+    for (app, key) in app_with_key().await {
+        let now = app.clock.now();
+        let starts_on = (now + chrono::Duration::days(1)).date_naive();
+        let mut definition = api_canvas("https://hooks.example.com/coupon");
+        definition["tags"] = json!(["winter"]);
+        definition["definition"]["entry"] = json!({
+            "type": "scheduled",
+            "schedule": {
+                "kind": "at",
+                "starts_on": starts_on.to_string(),
+                "time": "09:00:00",
+                "recurrence": { "kind": "daily", "every": 1 },
+                "time_zone": "UTC"
+            }
+        });
+        let id = launched(&app, &key, definition).await;
+        let due = starts_on
+            .and_hms_opt(9, 0, 0)
+            .unwrap()
+            .and_utc()
+            .to_rfc3339();
+
+        let listed = listed_canvases(&app, &key, now + chrono::Duration::days(3)).await;
+        assert_eq!(
+            listed.len(),
+            1,
+            "one item per Canvas, its next entry: {listed:?}"
+        );
+        assert_eq!(listed[0]["canvas_api_identifier"], id.as_str());
+        assert_eq!(listed[0]["name"], "Coupons");
+        assert_eq!(listed[0]["time"], due.as_str());
+        assert_eq!(listed[0]["tags"], json!(["winter"]));
+        assert!(
+            listed_canvases(&app, &key, now + chrono::Duration::hours(1))
+                .await
+                .is_empty(),
+            "not due by then"
+        );
+
+        let (status, answer) =
+            post(&app, &key, &format!("/v1/canvases/{id}/pause"), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert!(
+            listed_canvases(&app, &key, now + chrono::Duration::days(3))
+                .await
+                .is_empty(),
+            "a paused Canvas lets no one in"
+        );
+    }
+}

@@ -19,6 +19,6 @@ pub use model::*;
 pub use stats::{canvas_stats, user_journeys};
 pub use store::{
     archive_canvas, check_definition, create_canvas, duplicate_canvas, find_canvas, launch_canvas,
-    list_canvases, pause_canvas, problems, resume_canvas, stop_canvas, unarchive_canvas,
-    update_canvas,
+    list_canvases, pause_canvas, problems, resume_canvas, scheduled_entries, stop_canvas,
+    unarchive_canvas, update_canvas,
 };

@@ -318,6 +318,45 @@ pub async fn list_canvases(
     Ok(canvases)
 }
 
+/// The next scheduled entry of each active Canvas due by `until`, soonest first, for
+/// `/messages/scheduled_broadcasts`. Paused and stopped Canvases let no one in, so their pending
+/// entries are not listed until they are resumed.
+pub async fn scheduled_entries(
+    db: &impl ConnectionTrait,
+    ws: &WorkspaceId,
+    until: DateTime<Utc>,
+) -> DomainResult<Vec<(Canvas, DateTime<Utc>)>> {
+    let mut next: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for pending in canvas_occurrence::Entity::find()
+        .filter(canvas_occurrence::Column::WorkspaceId.eq(ws.as_str()))
+        .filter(canvas_occurrence::Column::Status.eq(occurrence::PENDING))
+        .filter(canvas_occurrence::Column::DueAt.lte(until))
+        .all(db)
+        .await?
+    {
+        next.entry(pending.canvas_id)
+            .and_modify(|due| *due = (*due).min(pending.due_at))
+            .or_insert(pending.due_at);
+    }
+    if next.is_empty() {
+        return Ok(Vec::new());
+    }
+    let active = CanvasFilter {
+        status: Some(CanvasStatus::Active),
+        ..CanvasFilter::default()
+    };
+    let mut entries: Vec<(Canvas, DateTime<Utc>)> = list_canvases(db, ws, &active)
+        .await?
+        .into_iter()
+        .filter_map(|canvas| {
+            let due = next.get(canvas.id.as_str()).copied()?;
+            Some((canvas, due))
+        })
+        .collect();
+    entries.sort_by_key(|(_, due)| *due);
+    Ok(entries)
+}
+
 /// A draft copy named "Copy of …" (never launched, new variant ids).
 pub async fn duplicate_canvas(
     db: &impl ConnectionTrait,

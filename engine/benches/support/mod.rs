@@ -101,8 +101,6 @@ pub fn main<F: Future<Output = ()>>(bench: impl FnOnce(SocketAddr, Arc<AtomicUsi
 /// A migrated SQLite file in a scratch directory of its own.
 pub struct Scratch {
     pub db: DatabaseConnection,
-    /// The URL `db` was opened with.
-    pub url: String,
     /// `full` or `normal`: SQLite's `synchronous` setting.
     pub durability: &'static str,
     dir: PathBuf,
@@ -118,8 +116,7 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!("herald-{name}-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         let path = dir.join("herald.db");
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let mut options = ConnectOptions::new(url.clone());
+        let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
         options
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(move |o| o.with_regexp().synchronous(synchronous));
@@ -136,7 +133,6 @@ impl Scratch {
         }
         Self {
             db,
-            url,
             durability,
             dir,
         }
@@ -231,7 +227,7 @@ impl Engine {
         let reads = if std::env::var_os("HERALD_BENCH_NO_READER").is_some() {
             db.clone()
         } else {
-            engine::scheduler::open_reader(db, &scratch.url)
+            engine::scheduler::open_reader(db)
                 .await
                 .expect("open the reader")
         };

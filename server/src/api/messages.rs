@@ -430,7 +430,8 @@ pub async fn schedule_delete(
 }
 
 /// `GET /messages/scheduled_broadcasts?end_time=…` (`messages.schedule_broadcasts`): pending
-/// schedules and scheduled campaigns' next sends up to `end_time`.
+/// schedules, scheduled campaigns' next sends and scheduled Canvases' next entries up to
+/// `end_time`, soonest first.
 pub async fn scheduled_broadcasts(
     caller: ApiCaller,
     State(state): State<AppState>,
@@ -476,11 +477,8 @@ pub async fn scheduled_broadcasts(
         }
         items.push((scheduled.send_at, item));
     }
-    let campaigns = campaign::list_campaigns(&state.db, &ws, &Default::default()).await?;
-    for c in campaigns {
-        let Ok(found) = campaign::find_campaign(&state.db, &ws, &c.id).await else {
-            continue;
-        };
+    // The list carries each running campaign's next send already.
+    for found in campaign::list_campaigns(&state.db, &ws, &Default::default()).await? {
         if let Some(next) = found.next_send_at.filter(|t| *t <= end) {
             items.push((
                 next,
@@ -493,6 +491,18 @@ pub async fn scheduled_broadcasts(
                 }),
             ));
         }
+    }
+    for (canvas, next) in domain::canvas::scheduled_entries(&state.db, &ws, end).await? {
+        items.push((
+            next,
+            json!({
+                "name": canvas.name,
+                "type": "Canvas",
+                "canvas_api_identifier": canvas.id,
+                "time": next.to_rfc3339(),
+                "tags": canvas.tags,
+            }),
+        ));
     }
     items.sort_by_key(|(t, _)| *t);
     Ok(Json(json!({
