@@ -583,7 +583,7 @@ async fn an_action_based_canvas_welcomes_waits_a_minute_splits_on_plan_and_keeps
         assert_eq!(saved["canvas"]["status"], "active");
         // The same edit again carries a version that is no longer the Canvas's.
         let (status, stale) = put(&app, &key, &format!("/v1/canvases/{id}"), edit).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{stale}");
+        assert_eq!(status, StatusCode::CONFLICT, "{stale}");
         assert!(
             stale["errors"][0].as_str().unwrap().starts_with("version:"),
             "{stale}"

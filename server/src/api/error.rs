@@ -18,6 +18,9 @@ pub enum ApiError {
         message: String,
         errors: Vec<String>,
     },
+    /// 409: the change was based on a version that is no longer current (the management API's
+    /// `version`), so it was not saved.
+    Conflict(String),
     RateLimited,
     Internal,
 }
@@ -41,10 +44,11 @@ impl ApiError {
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         match error {
-            DomainError::Invalid { .. } | DomainError::Conflict { .. } => Self::BadRequest {
+            DomainError::Invalid { .. } => Self::BadRequest {
                 message: "Bad Request".into(),
                 errors: vec![error.to_string()],
             },
+            DomainError::Conflict { .. } => Self::Conflict(error.to_string()),
             DomainError::NotFound(_) => Self::NotFound,
             DomainError::Forbidden(message) => Self::Forbidden(message),
             DomainError::BadCredentials => Self::Unauthorized("Invalid credentials".into()),
@@ -74,6 +78,10 @@ impl IntoResponse for ApiError {
             Self::BadRequest { message, errors } => (
                 StatusCode::BAD_REQUEST,
                 json!({ "message": message, "errors": errors }),
+            ),
+            Self::Conflict(problem) => (
+                StatusCode::CONFLICT,
+                json!({ "message": "Conflict", "errors": [problem] }),
             ),
             Self::RateLimited => (
                 StatusCode::TOO_MANY_REQUESTS,

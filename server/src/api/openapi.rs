@@ -16,6 +16,16 @@ fn ok(schema: Value) -> Value {
     })
 }
 
+/// [`ok`] for a change carrying the `version` it was based on: a stale one answers 409.
+fn versioned(schema: Value) -> Value {
+    let mut responses = ok(schema);
+    responses["409"] = json!({
+        "description": "the `version` sent is no longer the current one (someone else saved a change); nothing was saved",
+        "content": { "application/json": { "schema": { "type": "object" } } }
+    });
+    responses
+}
+
 fn body(schema: Value) -> Value {
     json!({ "required": true, "content": { "application/json": { "schema": schema } } })
 }
@@ -217,7 +227,7 @@ fn paths() -> Value {
             },
             "/v1/campaigns/{id}": {
                 "get": operation("One campaign", manage, json!({ "parameters": [path_id()], "responses": ok(success_with("campaign", campaign.clone())) })),
-                "put": operation("Replace a campaign's definition (allowed while it runs: queued sends keep their content)", manage, json!({ "parameters": [path_id()], "requestBody": body(input.clone()), "responses": ok(success_with("campaign", campaign.clone())) }))
+                "put": operation("Replace a campaign's definition (allowed while it runs: queued sends keep their content)", manage, json!({ "parameters": [path_id()], "requestBody": body(input.clone()), "responses": versioned(success_with("campaign", campaign.clone())) }))
             },
             "/v1/campaigns/{id}/{action}": {
                 "post": operation("launch, stop, resume, archive, unarchive or duplicate a campaign", manage, json!({
@@ -251,7 +261,7 @@ fn paths() -> Value {
             },
             "/v1/canvases/{id}": {
                 "get": operation("One Canvas, with the problems that block its launch", manage, json!({ "parameters": [path_id()], "responses": ok(success_with("canvas", reference("Canvas"))) })),
-                "put": operation("Save a Canvas's definition (a launched Canvas gets a new version; users inside stay on theirs)", manage, json!({ "parameters": [path_id()], "requestBody": body(reference("CanvasInput")), "responses": ok(success_with("canvas", reference("Canvas"))) }))
+                "put": operation("Save a Canvas's definition (a launched Canvas gets a new version; users inside stay on theirs)", manage, json!({ "parameters": [path_id()], "requestBody": body(reference("CanvasInput")), "responses": versioned(success_with("canvas", reference("Canvas"))) }))
             },
             "/v1/canvases/{id}/{action}": {
                 "post": operation("launch, pause, resume, stop, archive, unarchive or duplicate a Canvas", manage, json!({
