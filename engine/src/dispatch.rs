@@ -1099,6 +1099,26 @@ mod tests {
         }
     }
 
+    /// A test send of a POST to `url`, due at once.
+    fn test_send(ws: &WorkspaceId, url: String, body: Body, context: RenderContext) -> NewSend {
+        NewSend {
+            workspace_id: ws.clone(),
+            source_kind: SourceKind::Test,
+            source_id: None,
+            source_name: None,
+            recipient: None,
+            message: WebhookMessage {
+                method: Method::Post,
+                url,
+                headers: Vec::new(),
+                body,
+            },
+            context,
+            due_at: None,
+            tracking: Default::default(),
+        }
+    }
+
     #[test]
     fn statements_come_in_a_few_sizes_and_keep_every_row() {
         let mut sizes = std::collections::BTreeSet::new();
@@ -1180,21 +1200,13 @@ mod tests {
                 let ws = ws.clone();
                 async move {
                     let sends = (0..n)
-                        .map(|_| NewSend {
-                            workspace_id: ws.clone(),
-                            source_kind: SourceKind::Test,
-                            source_id: None,
-                            source_name: None,
-                            recipient: None,
-                            message: WebhookMessage {
-                                method: Method::Post,
-                                url: "https://example.com/hook".into(),
-                                headers: Vec::new(),
-                                body: Body::None,
-                            },
-                            context: RenderContext::new(),
-                            due_at: None,
-                            tracking: Default::default(),
+                        .map(|_| {
+                            test_send(
+                                &ws,
+                                "https://example.com/hook".into(),
+                                Body::None,
+                                RenderContext::new(),
+                            )
                         })
                         .collect();
                     let ids = domain::outbox::enqueue(&db, sends, now - TimeDelta::minutes(1))
@@ -1258,23 +1270,15 @@ mod tests {
             let count = 2 * RECORD_CHUNK + 100;
             // Two messages, so the compiled-message cache serves more than one.
             let sends = (0..count)
-                .map(|i| NewSend {
-                    workspace_id: ws.clone(),
-                    source_kind: SourceKind::Test,
-                    source_id: None,
-                    source_name: None,
-                    recipient: None,
-                    message: WebhookMessage {
-                        method: Method::Post,
-                        url: format!("http://{addr}/hook/{}", i % 2),
-                        headers: Vec::new(),
-                        body: Body::Pairs {
+                .map(|i| {
+                    test_send(
+                        &ws,
+                        format!("http://{addr}/hook/{}", i % 2),
+                        Body::Pairs {
                             pairs: vec![("n".into(), "{{${n}}}".into())],
                         },
-                    },
-                    context: RenderContext::new().with_user_attribute("n", i.to_string()),
-                    due_at: None,
-                    tracking: Default::default(),
+                        RenderContext::new().with_user_attribute("n", i.to_string()),
+                    )
                 })
                 .collect();
             domain::outbox::enqueue(&db, sends, clock.now())

@@ -961,19 +961,8 @@ async fn listed_schedules(
     canvas: &str,
     local: bool,
 ) -> Vec<String> {
-    let (status, listed) = get(
-        app,
-        key,
-        &format!(
-            "/messages/scheduled_broadcasts?end_time={}",
-            urlencode(&until.to_rfc3339())
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{listed}");
-    listed["scheduled_broadcasts"]
-        .as_array()
-        .unwrap()
+    scheduled_broadcasts(app, key, until)
+        .await
         .iter()
         .map(|item| {
             assert_eq!(item["type"], "canvas_trigger", "{item}");
@@ -1228,8 +1217,8 @@ async fn canvas_trigger_schedules_in_local_time_send_each_user_the_first_step_at
     }
 }
 
-/// The Canvas items `/messages/scheduled_broadcasts` lists up to `until`.
-async fn listed_canvases(
+/// What `/messages/scheduled_broadcasts` lists up to `until`.
+async fn scheduled_broadcasts(
     app: &TestApp,
     key: &str,
     until: chrono::DateTime<chrono::Utc>,
@@ -1244,12 +1233,19 @@ async fn listed_canvases(
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{listed}");
-    listed["scheduled_broadcasts"]
-        .as_array()
-        .unwrap()
-        .iter()
+    listed["scheduled_broadcasts"].as_array().unwrap().clone()
+}
+
+/// The Canvas items `/messages/scheduled_broadcasts` lists up to `until`.
+async fn listed_canvases(
+    app: &TestApp,
+    key: &str,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Vec<Value> {
+    scheduled_broadcasts(app, key, until)
+        .await
+        .into_iter()
         .filter(|item| item["type"] == "Canvas")
-        .cloned()
         .collect()
 }
 
