@@ -1336,9 +1336,14 @@ pub async fn estimate_campaign_reach(
                 ))
             })?,
     };
-    domain::campaign::estimate_reach(&ctx.db, &access.workspace_id(), &audience, ctx.clock.now())
-        .await
-        .map_err(fail)
+    domain::campaign::estimate_reach(
+        &ctx.reads,
+        &access.workspace_id(),
+        &audience,
+        ctx.clock.now(),
+    )
+    .await
+    .map_err(fail)
 }
 
 #[server(prefix = "/srv", endpoint = "campaign_summary")]

@@ -115,7 +115,7 @@ pub async fn list_segments(ws: String) -> Result<SegmentsView, ServerFnError> {
         .map_err(fail)?;
     let mut rows = Vec::with_capacity(segments.len());
     for segment in segments {
-        let size = domain::segment::count(&ctx.db, &workspace, &segment.filter, now)
+        let size = domain::segment::count(&ctx.reads, &workspace, &segment.filter, now)
             .await
             .map_err(fail)?;
         rows.push(SegmentRow {
@@ -172,10 +172,10 @@ pub async fn estimate_segment(
     filter.validate().map_err(fail)?;
     let workspace = access.workspace_id();
     let now = ctx.clock.now();
-    let size = domain::segment::count(&ctx.db, &workspace, &filter, now)
+    let size = domain::segment::count(&ctx.reads, &workspace, &filter, now)
         .await
         .map_err(fail)?;
-    let sample = domain::segment::members(&ctx.db, &workspace, &filter, now, 10, None)
+    let sample = domain::segment::members(&ctx.reads, &workspace, &filter, now, 10, None)
         .await
         .map_err(fail)?;
     Ok(SegmentEstimate {

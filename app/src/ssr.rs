@@ -16,6 +16,9 @@ use tower_sessions::Session;
 #[derive(Clone)]
 pub struct ServerContext {
     pub db: DatabaseConnection,
+    /// For large reads that need no transaction (segment sizes, reach estimates): a read-only
+    /// connection of its own on a SQLite file, so they do not hold up the writing one; else `db`.
+    pub reads: DatabaseConnection,
     pub clock: Arc<dyn Clock>,
     /// Public base URL without a trailing slash, for links shown to people.
     pub public_url: String,

@@ -29,6 +29,10 @@ use crate::session_store::DbSessionStore;
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// Where large reads that need no transaction go (segment sizes): on a SQLite file, a
+    /// read-only connection of its own ([`engine::scheduler::open_reader`]), so counting a big
+    /// audience does not hold up the one writing connection; otherwise `db`.
+    pub reads: DatabaseConnection,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub leptos_options: LeptosOptions,
@@ -55,13 +59,18 @@ pub fn engine_for(
 /// where the database allows one ([`engine::scheduler::open_reader`]).
 async fn scheduler_for(
     db: &DatabaseConnection,
+    reads: DatabaseConnection,
     clock: Arc<dyn Clock>,
     dispatcher: &engine::Dispatcher,
-) -> Result<engine::scheduler::Scheduler, BoxError> {
-    let reads = engine::scheduler::open_reader(db)
+) -> engine::scheduler::Scheduler {
+    engine::scheduler::Scheduler::new(db.clone(), clock, dispatcher.waker()).with_reader(reads)
+}
+
+/// The reading connection beside `db` ([`engine::scheduler::open_reader`]).
+async fn reader_for(db: &DatabaseConnection) -> Result<DatabaseConnection, BoxError> {
+    Ok(engine::scheduler::open_reader(db)
         .await
-        .map_err(|e| format!("cannot open a reading connection to the database: {e}"))?;
-    Ok(engine::scheduler::Scheduler::new(db.clone(), clock, dispatcher.waker()).with_reader(reads))
+        .map_err(|e| format!("cannot open a reading connection to the database: {e}"))?)
 }
 
 /// Runs the delivery engine and the campaign scheduler alone until the process is told to stop
@@ -75,7 +84,8 @@ pub async fn run_worker(
         .await
         .map_err(|e| format!("migrations failed: {e}"))?;
     let dispatcher = engine_for(&db, &config, clock.clone());
-    let scheduler = scheduler_for(&db, clock, &dispatcher).await?;
+    let reads = reader_for(&db).await?;
+    let scheduler = scheduler_for(&db, reads, clock, &dispatcher).await;
     tokio::join!(
         dispatcher.run(shutdown_signal()),
         scheduler.run(shutdown_signal())
@@ -164,10 +174,12 @@ pub async fn start(
     let dispatcher = engine_for(&db, &config, clock.clone());
     tokio::spawn(dispatcher.clone().run(shutdown_signal()));
     // Campaign schedules, REST schedules and action-based triggers.
-    let scheduler = scheduler_for(&db, clock.clone(), &dispatcher).await?;
+    let reads = reader_for(&db).await?;
+    let scheduler = scheduler_for(&db, reads.clone(), clock.clone(), &dispatcher).await;
     tokio::spawn(scheduler.run(shutdown_signal()));
     let state = AppState {
         db,
+        reads,
         config: Arc::new(config),
         clock,
         leptos_options,
@@ -189,6 +201,7 @@ pub async fn start(
 fn router(state: AppState, store: DbSessionStore) -> Router {
     let context = ServerContext {
         db: state.db.clone(),
+        reads: state.reads.clone(),
         clock: state.clock.clone(),
         public_url: state.config.public_base(),
         engine: state.engine.clone(),

@@ -199,3 +199,52 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     outputs.extend(done.into_iter().map(|o| o.expect("every call finished")));
     outputs
 }
+
+/// `/segments/details` counts the segment's members, also on a SQLite file, where sizes are
+/// counted through the server's read-only connection rather than the writing one: the count
+/// sees what `/users/track` has just committed.
+#[tokio::test]
+async fn segment_details_count_what_was_just_tracked_also_through_the_reader_of_a_file() {
+    let mut dbs = test_databases().await;
+    dbs.push(migrations::testing::fresh_sqlite_file().await);
+    for db in dbs {
+        let app = spawn_app(db.clone()).await;
+        let (_, ws) = app.account_with_workspace("ada@example.com", "A").await;
+        let key = app
+            .api_key(&ws, &["users.track", "segments.details"], "")
+            .await;
+        let filter: domain::segment::Filter = serde_json::from_value(json!({
+            "kind": "attribute", "name": "plan", "custom": true,
+            "comparison": "equals", "value": "pro"
+        }))
+        .unwrap();
+        let segment =
+            domain::segment::create(&db, &ws, "Pro users", "", &filter, chrono::Utc::now())
+                .await
+                .unwrap();
+        let size = || async {
+            let response = app
+                .client
+                .get(format!(
+                    "{}/api/segments/details?segment_id={}",
+                    app.base, segment.id
+                ))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()["size"].clone()
+        };
+        assert_eq!(size().await, json!(0));
+        let attributes: Vec<Value> = ["ann", "bob", "cyd"]
+            .iter()
+            .zip(["pro", "free", "pro"])
+            .map(|(id, plan)| json!({"external_id": id, "plan": plan}))
+            .collect();
+        let body = json!({ "attributes": attributes }).to_string();
+        let (status, answer) = post(&app, "/users/track", &key, &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(size().await, json!(2));
+    }
+}

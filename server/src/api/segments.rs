@@ -57,7 +57,7 @@ pub async fn details(
         .await
         .map_err(|_| ApiError::bad_request("segment_id: no segment has this id"))?;
     let size = domain::segment::count(
-        &state.db,
+        &state.reads,
         &caller.key.workspace_id,
         &segment.filter,
         state.clock.now(),
