@@ -130,8 +130,13 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, BoxError> {
         .sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
         // Segments' matches_regex needs SQLite's REGEXP function; the durability level is a
-        // setting. Both are ignored on PostgreSQL.
-        .map_sqlx_sqlite_opts(move |o| o.with_regexp().synchronous(synchronous));
+        // setting; rows come back in larger batches (see `SQLITE_ROW_BUFFER`). All are ignored on
+        // PostgreSQL.
+        .map_sqlx_sqlite_opts(move |o| {
+            o.with_regexp()
+                .synchronous(synchronous)
+                .row_buffer_size(engine::scheduler::SQLITE_ROW_BUFFER)
+        });
     let db = Database::connect(options)
         .await
         .map_err(|e| format!("cannot open the database at {url}: {e}"))?;

@@ -117,9 +117,11 @@ impl Scratch {
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         let path = dir.join("herald.db");
         let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
-        options
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(move |o| o.with_regexp().synchronous(synchronous));
+        options.sqlx_logging(false).map_sqlx_sqlite_opts(move |o| {
+            o.with_regexp()
+                .synchronous(synchronous)
+                .row_buffer_size(engine::scheduler::SQLITE_ROW_BUFFER)
+        });
         let db = Database::connect(options).await.expect("open SQLite");
         db.execute_unprepared("PRAGMA journal_mode=WAL")
             .await
