@@ -100,7 +100,7 @@ impl SchedulerStats {
 /// (sqlx's default is 50). `/users/track` reads a batch's profiles inside its write transaction, a
 /// few hundred rows; with 50 the connection's thread stopped several times per query waiting for
 /// the task to take them. With 1,024 that lookup took a quarter less time and ingestion gained
-/// about 6% (BENCHMARKS.md, issue 4). The buffer bounds memory per query, not per result.
+/// about 10% (BENCHMARKS.md, issue 4). The buffer bounds memory per query, not per result.
 pub const SQLITE_ROW_BUFFER: usize = 1024;
 
 /// A connection for the scheduler's large reads (audience pages, receipts), beside `db`, the

@@ -55,22 +55,11 @@ pub fn engine_for(
     ))
 }
 
-/// The campaign scheduler of this process, reading audiences through a connection of its own
-/// where the database allows one ([`engine::scheduler::open_reader`]).
-async fn scheduler_for(
-    db: &DatabaseConnection,
-    reads: DatabaseConnection,
-    clock: Arc<dyn Clock>,
-    dispatcher: &engine::Dispatcher,
-) -> engine::scheduler::Scheduler {
-    engine::scheduler::Scheduler::new(db.clone(), clock, dispatcher.waker()).with_reader(reads)
-}
-
 /// The reading connection beside `db` ([`engine::scheduler::open_reader`]).
 async fn reader_for(db: &DatabaseConnection) -> Result<DatabaseConnection, BoxError> {
-    Ok(engine::scheduler::open_reader(db)
+    engine::scheduler::open_reader(db)
         .await
-        .map_err(|e| format!("cannot open a reading connection to the database: {e}"))?)
+        .map_err(|e| format!("cannot open a reading connection to the database: {e}").into())
 }
 
 /// Runs the delivery engine and the campaign scheduler alone until the process is told to stop
@@ -85,7 +74,8 @@ pub async fn run_worker(
         .map_err(|e| format!("migrations failed: {e}"))?;
     let dispatcher = engine_for(&db, &config, clock.clone());
     let reads = reader_for(&db).await?;
-    let scheduler = scheduler_for(&db, reads, clock, &dispatcher).await;
+    let scheduler =
+        engine::scheduler::Scheduler::new(db.clone(), clock, dispatcher.waker()).with_reader(reads);
     tokio::join!(
         dispatcher.run(shutdown_signal()),
         scheduler.run(shutdown_signal())
@@ -180,7 +170,10 @@ pub async fn start(
     tokio::spawn(dispatcher.clone().run(shutdown_signal()));
     // Campaign schedules, REST schedules and action-based triggers.
     let reads = reader_for(&db).await?;
-    let scheduler = scheduler_for(&db, reads.clone(), clock.clone(), &dispatcher).await;
+    // Campaign pages and segment counts share one reading connection.
+    let scheduler =
+        engine::scheduler::Scheduler::new(db.clone(), clock.clone(), dispatcher.waker())
+            .with_reader(reads.clone());
     tokio::spawn(scheduler.run(shutdown_signal()));
     let state = AppState {
         db,
