@@ -11,6 +11,7 @@
 //! `HERALD_BENCH_ORDERED_IDS` (unset; `1`: before dispatching, renumber the enqueued sends with ids
 //! that grow in enqueue order, to see what time-ordered send ids would give instead of random
 //! UUIDs: a what-if, not how Herald writes ids).
+//! `HERALD_BENCH_PAGE_SIZE` (unset: `herald serve`'s page size for new files, 16384).
 //! Engine warnings (failed claims or records) are printed; `RUST_LOG` can ask for more.
 //!
 //! The sink runs in a child process (this same binary, re-executed with `HERALD_BENCH_SINK_CHILD`)
@@ -624,22 +625,36 @@ async fn open(backend: &Backend, sqlite_cache_mib: Option<usize>) -> (DatabaseCo
     }
 }
 
-/// Opens SQLite the way `herald serve` does (`?mode=rwc`, then WAL; sea-orm keeps one connection
-/// for SQLite unless told otherwise), with `synchronous=NORMAL` and a larger page cache on every
-/// connection if asked.
+/// Opens SQLite the way `herald serve` does (`?mode=rwc`, its row buffer and page size, then WAL;
+/// sea-orm keeps one connection for SQLite unless told otherwise), with `synchronous=NORMAL` and
+/// a larger page cache on every connection if asked. `HERALD_BENCH_PAGE_SIZE` tries another page
+/// size.
 async fn open_sqlite(path: &Path, normal: bool, cache_mib: Option<usize>) -> DatabaseConnection {
     let url = format!("sqlite://{}?mode=rwc", path.display());
+    let page_size = std::env::var("HERALD_BENCH_PAGE_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(engine::scheduler::SQLITE_PAGE_SIZE);
     let mut options = ConnectOptions::new(url);
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10));
-    if normal {
-        options.map_sqlx_sqlite_opts(|o| o.synchronous(SqliteSynchronous::Normal));
-    }
-    if let Some(mib) = cache_mib {
-        // A negative cache_size is in KiB.
-        options.map_sqlx_sqlite_opts(move |o| o.pragma("cache_size", format!("-{}", mib * 1024)));
-    }
+        .connect_timeout(Duration::from_secs(10))
+        // One closure: each call of `map_sqlx_sqlite_opts` replaces the one before.
+        .map_sqlx_sqlite_opts(move |o| {
+            let o = o
+                .row_buffer_size(engine::scheduler::SQLITE_ROW_BUFFER)
+                .page_size(page_size)
+                .synchronous(if normal {
+                    SqliteSynchronous::Normal
+                } else {
+                    SqliteSynchronous::Full
+                });
+            match cache_mib {
+                // A negative cache_size is in KiB.
+                Some(mib) => o.pragma("cache_size", format!("-{}", mib * 1024)),
+                None => o,
+            }
+        });
     let db = Database::connect(options).await.expect("open SQLite");
     db.execute_unprepared("PRAGMA journal_mode=WAL")
         .await

@@ -158,3 +158,57 @@ async fn admin_commands_bootstrap_an_install_whose_key_works() {
     db.close().await.unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// One value of a PRAGMA, as text.
+async fn pragma(db: &sea_orm::DatabaseConnection, name: &str) -> String {
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one(Statement::from_string(
+            db.get_database_backend(),
+            format!("PRAGMA {name}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0)
+        .map(|n| n.to_string())
+        .or_else(|_| row.try_get_by_index::<String>(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_sqlite_file_gets_large_pages_and_wal_while_an_existing_file_keeps_its_pages() {
+    use migrations::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+    let dir = std::env::temp_dir().join(format!("herald-pages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
+    let mut config = server::Config::default();
+
+    config.database_url = url("new.db");
+    let db = server::connect(&config).await.unwrap();
+    migrations::Migrator::up(&db, None).await.unwrap();
+    assert_eq!(
+        pragma(&db, "page_size").await,
+        engine::scheduler::SQLITE_PAGE_SIZE.to_string()
+    );
+    assert_eq!(pragma(&db, "journal_mode").await, "wal");
+    db.close().await.unwrap();
+
+    // A file made before the change (SQLite's default pages) is opened as it is, and written.
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = sea_orm::Database::connect(url("old.db")).await.unwrap();
+    old.execute_unprepared("CREATE TABLE t (x INTEGER)")
+        .await
+        .unwrap();
+    assert_eq!(pragma(&old, "page_size").await, "4096");
+    old.close().await.unwrap();
+    config.database_url = url("old.db");
+    let db = server::connect(&config).await.unwrap();
+    db.execute_unprepared("INSERT INTO t (x) VALUES (1)")
+        .await
+        .unwrap();
+    assert_eq!(pragma(&db, "page_size").await, "4096");
+    assert_eq!(pragma(&db, "journal_mode").await, "wal");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,7 +4,8 @@
 //!
 //! Knobs (environment, optional): `HERALD_BENCH_CONCURRENCY` (512), `HERALD_BENCH_PER_HOST`
 //! (512), `HERALD_BENCH_BATCH` (1024), `HERALD_BENCH_SYNCHRONOUS` (`full` or `normal`; `full`),
-//! `HERALD_BENCH_NO_READER=1` (the scheduler reads through the writing connection).
+//! `HERALD_BENCH_NO_READER=1` (the scheduler reads through the writing connection),
+//! `HERALD_BENCH_PAGE_SIZE` (unset: `herald serve`'s page size for new files, 16384).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -117,10 +118,16 @@ impl Scratch {
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         let path = dir.join("herald.db");
         let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
+        // As `herald serve` creates its file; `HERALD_BENCH_PAGE_SIZE` tries another page size.
+        let page_size = std::env::var("HERALD_BENCH_PAGE_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(engine::scheduler::SQLITE_PAGE_SIZE);
         options.sqlx_logging(false).map_sqlx_sqlite_opts(move |o| {
             o.with_regexp()
                 .synchronous(synchronous)
                 .row_buffer_size(engine::scheduler::SQLITE_ROW_BUFFER)
+                .page_size(page_size)
         });
         let db = Database::connect(options).await.expect("open SQLite");
         db.execute_unprepared("PRAGMA journal_mode=WAL")
