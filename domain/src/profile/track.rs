@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sea_orm::sea_query::{Alias, OnConflict, Query, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Iden, QueryFilter, RuntimeErr,
-    Set, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, Iden, QueryFilter, QuerySelect,
+    RuntimeErr, Set, TransactionTrait,
 };
 use serde_json::{Map, Number, Value as Json, json};
 
@@ -114,6 +114,9 @@ struct Slot {
     new: bool,
     /// Changed since it was read.
     dirty: bool,
+    /// Read with its identifiers only (a batch without attribute items needs nothing else); such
+    /// a slot must never be written back.
+    partial: bool,
 }
 
 /// The profiles this call touches, with the indexes that find them.
@@ -150,7 +153,7 @@ impl Working {
     }
 
     /// Adds a profile read from the database (once) and returns its slot.
-    fn add_loaded(&mut self, model: profile::Model) -> usize {
+    fn add_loaded(&mut self, model: profile::Model, partial: bool) -> usize {
         if let Some(&index) = self.by_id.get(&model.id) {
             return index;
         }
@@ -160,10 +163,15 @@ impl Working {
             self.by_external.insert(external_id.clone(), index);
         }
         self.slots.push(Slot {
-            custom: super::custom_attributes(&model),
+            custom: if partial {
+                Map::new()
+            } else {
+                super::custom_attributes(&model)
+            },
             model,
             new: false,
             dirty: false,
+            partial,
         });
         index
     }
@@ -194,6 +202,7 @@ impl Working {
             custom: Map::new(),
             new: true,
             dirty: true,
+            partial: false,
         });
         index
     }
@@ -242,8 +251,15 @@ impl Working {
         Resolved::Found(index)
     }
 
-    /// Reads every profile the call's items name, a few queries for the whole batch.
-    async fn load(&mut self, db: &impl ConnectionTrait, refs: &[&UserRef]) -> DomainResult<()> {
+    /// Reads every profile the call's items name, a few queries for the whole batch. Without
+    /// `attributes` (no item of the batch changes a profile) only the columns that identify a
+    /// profile are read: the events' profile ids are all the batch needs.
+    async fn load(
+        &mut self,
+        db: &impl ConnectionTrait,
+        refs: &[&UserRef],
+        attributes: bool,
+    ) -> DomainResult<()> {
         let mut external = BTreeSet::new();
         let mut braze = BTreeSet::new();
         let mut aliases = BTreeSet::new();
@@ -285,11 +301,27 @@ impl Working {
         if !any_used {
             return Ok(());
         }
-        let mut rows = profile::Entity::find()
-            .filter(ws)
-            .filter(any)
-            .all(db)
-            .await?;
+        let query = profile::Entity::find().filter(ws).filter(any);
+        let mut rows = if attributes {
+            query.all(db).await?
+        } else {
+            use profile::Column as C;
+            let ids: Vec<IdentityRow> = query
+                .select_only()
+                .columns([
+                    C::WorkspaceId,
+                    C::Id,
+                    C::ExternalId,
+                    C::Email,
+                    C::Phone,
+                    C::CreatedAt,
+                    C::UpdatedAt,
+                ])
+                .into_tuple()
+                .all(db)
+                .await?;
+            ids.into_iter().map(identity_model).collect()
+        };
         // Oldest update first, so that for a shared email or phone the most recently updated
         // profile is the one left in the index. Sorted here, not in SQL: an ORDER BY lets
         // PostgreSQL walk the workspace's whole `updated_at` index instead of looking the
@@ -298,7 +330,7 @@ impl Working {
         for row in rows {
             let email = row.email.clone().filter(|e| emails.contains(e));
             let phone = row.phone.clone().filter(|p| phones.contains(p));
-            let index = self.add_loaded(row);
+            let index = self.add_loaded(row, !attributes);
             if let Some(email) = email {
                 self.by_email.insert(email, index);
             }
@@ -327,6 +359,12 @@ impl Working {
             .into_iter()
             .filter(|slot| slot.new || slot.dirty)
             .collect();
+        if slots.iter().any(|slot| slot.partial) {
+            // Writing it would blank every attribute that was not read.
+            return Err(DomainError::Db(DbErr::Custom(
+                "a profile read without its attributes was changed".into(),
+            )));
+        }
         // Every writer inserts in the same order, so two processes creating the same new users
         // wait for each other on the unique index instead of deadlocking.
         slots.sort_by(|a, b| {
@@ -400,6 +438,41 @@ impl Working {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The columns that identify a profile: workspace, id, external id, email, phone, created and
+/// updated.
+type IdentityRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+/// A profile known by its identifiers only; every other attribute reads as unset.
+fn identity_model(row: IdentityRow) -> profile::Model {
+    let (workspace_id, id, external_id, email, phone, created_at, updated_at) = row;
+    profile::Model {
+        workspace_id,
+        id,
+        external_id,
+        email,
+        phone,
+        first_name: None,
+        last_name: None,
+        gender: None,
+        date_of_birth: None,
+        country: None,
+        home_city: None,
+        language: None,
+        time_zone: None,
+        custom_attributes: "{}".into(),
+        created_at,
+        updated_at,
     }
 }
 
@@ -1087,7 +1160,8 @@ async fn write<C: ConnectionTrait + TransactionTrait>(
             .unwrap_or_else(Utc::now);
         let mut work = Working::new(ws, latest);
         let users: Vec<&UserRef> = members.iter().flat_map(|&i| calls[i].users()).collect();
-        work.load(&txn, &users).await?;
+        let attributes = members.iter().any(|&i| !calls[i].attributes.is_empty());
+        work.load(&txn, &users, attributes).await?;
         let mut catalog = CatalogSeen::new();
         // Inbox rows only for events something may act on; asked under the write lock.
         let any_events = members
@@ -1530,6 +1604,70 @@ mod tests {
             let catalog = super::super::event_catalog(&db, &b).await.unwrap();
             assert_eq!(catalog.len(), 1);
             assert_eq!(catalog[0].name, "elsewhere");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_events_only_finds_profiles_by_any_identifier_and_leaves_their_attributes_alone()
+     {
+        for db in test_databases().await {
+            let ws = WorkspaceId::generate();
+            let memory = CatalogMemory::default();
+            let setup = json!({"attributes": [
+                {"external_id": "ada", "first_name": "Ada", "email": "ada@example.com",
+                 "plan": "pro", "visits": {"inc": 4}},
+                {"user_alias": {"alias_name": "anon-1", "alias_label": "web"},
+                 "_update_existing_only": false, "city": "Paris"}
+            ]});
+            track(&db, &ws, &setup, now()).await.unwrap();
+            let before = profile::Entity::find().all(&db).await.unwrap();
+
+            // Events only, in two calls written together: known users by external id, email and
+            // alias, and a new one.
+            let calls = [
+                json!({"events": [
+                    {"external_id": "ada", "name": "checkout", "time": "2026-11-28T08:00:00Z"},
+                    {"email": "ada@example.com", "name": "open", "time": "2026-11-28T08:01:00Z"}
+                ]}),
+                json!({"events": [
+                    {"user_alias": {"alias_name": "anon-1", "alias_label": "web"},
+                     "name": "open", "time": "2026-11-28T08:02:00Z"},
+                    {"external_id": "grace", "name": "signup", "time": "2026-11-28T08:03:00Z"}
+                ]}),
+            ];
+            let prepared: Vec<PreparedTrack> = calls
+                .iter()
+                .map(|body| prepare_track(&ws, body, now()).unwrap())
+                .collect();
+            for outcome in track_many(&db, &prepared, &memory).await {
+                let outcome = outcome.unwrap();
+                assert_eq!((outcome.events_processed, outcome.errors.len()), (2, 0));
+            }
+
+            // The known profiles are exactly as they were; one new profile for Grace.
+            let after = profile::Entity::find().all(&db).await.unwrap();
+            assert_eq!(after.len(), before.len() + 1);
+            for profile in &before {
+                assert!(after.contains(profile), "{profile:?} changed");
+            }
+            let ada = before
+                .iter()
+                .find(|p| p.external_id.as_deref() == Some("ada"))
+                .unwrap();
+            let ada_events = profile_event::Entity::find()
+                .filter(profile_event::Column::ProfileId.eq(ada.id.as_str()))
+                .count(&db)
+                .await
+                .unwrap();
+            assert_eq!(ada_events, 2, "by external id and by email");
+            let anon = before.iter().find(|p| p.external_id.is_none()).unwrap();
+            let anon_events = profile_event::Entity::find()
+                .filter(profile_event::Column::ProfileId.eq(anon.id.as_str()))
+                .count(&db)
+                .await
+                .unwrap();
+            assert_eq!(anon_events, 1, "by alias");
+            assert_eq!(super::super::custom_attributes(ada)["visits"], json!(4));
         }
     }
 
