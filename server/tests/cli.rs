@@ -183,10 +183,12 @@ async fn a_new_sqlite_file_gets_large_pages_and_wal_while_an_existing_file_keeps
     let dir = std::env::temp_dir().join(format!("herald-pages-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let url = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
-    let mut config = server::Config::default();
+    let config = |name: &str| server::Config {
+        database_url: url(name),
+        ..Default::default()
+    };
 
-    config.database_url = url("new.db");
-    let db = server::connect(&config).await.unwrap();
+    let db = server::connect(&config("new.db")).await.unwrap();
     migrations::Migrator::up(&db, None).await.unwrap();
     assert_eq!(
         pragma(&db, "page_size").await,
@@ -203,8 +205,7 @@ async fn a_new_sqlite_file_gets_large_pages_and_wal_while_an_existing_file_keeps
         .unwrap();
     assert_eq!(pragma(&old, "page_size").await, "4096");
     old.close().await.unwrap();
-    config.database_url = url("old.db");
-    let db = server::connect(&config).await.unwrap();
+    let db = server::connect(&config("old.db")).await.unwrap();
     db.execute_unprepared("INSERT INTO t (x) VALUES (1)")
         .await
         .unwrap();
