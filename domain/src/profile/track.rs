@@ -178,24 +178,15 @@ impl Working {
 
     fn create(&mut self) -> usize {
         let index = self.slots.len();
-        let model = profile::Model {
-            workspace_id: self.ws.clone(),
-            id: ProfileId::generate().into_string(),
-            external_id: None,
-            email: None,
-            phone: None,
-            first_name: None,
-            last_name: None,
-            gender: None,
-            date_of_birth: None,
-            country: None,
-            home_city: None,
-            language: None,
-            time_zone: None,
-            custom_attributes: "{}".into(),
-            created_at: self.now,
-            updated_at: self.now,
-        };
+        let model = identity_model((
+            self.ws.clone(),
+            ProfileId::generate().into_string(),
+            None,
+            None,
+            None,
+            self.now,
+            self.now,
+        ));
         self.by_id.insert(model.id.clone(), index);
         self.slots.push(Slot {
             model,
@@ -453,7 +444,7 @@ type IdentityRow = (
     DateTime<Utc>,
 );
 
-/// A profile known by its identifiers only; every other attribute reads as unset.
+/// A profile known by its identifiers only (or a new one); every other attribute reads as unset.
 fn identity_model(row: IdentityRow) -> profile::Model {
     let (workspace_id, id, external_id, email, phone, created_at, updated_at) = row;
     profile::Model {
