@@ -625,7 +625,7 @@ async fn open(backend: &Backend, sqlite_cache_mib: Option<usize>) -> (DatabaseCo
     }
 }
 
-/// Opens SQLite the way `herald serve` does (`?mode=rwc`, its row buffer and page size, then WAL;
+/// Opens SQLite the way `herald serve` does (`?mode=rwc`, Herald's settings, then WAL;
 /// sea-orm keeps one connection for SQLite unless told otherwise), with `synchronous=NORMAL` and
 /// a larger page cache on every connection if asked. `HERALD_BENCH_PAGE_SIZE` tries another page
 /// size.
@@ -641,8 +641,7 @@ async fn open_sqlite(path: &Path, normal: bool, cache_mib: Option<usize>) -> Dat
         .connect_timeout(Duration::from_secs(10))
         // One closure: each call of `map_sqlx_sqlite_opts` replaces the one before.
         .map_sqlx_sqlite_opts(move |o| {
-            let o = o
-                .row_buffer_size(engine::scheduler::SQLITE_ROW_BUFFER)
+            let o = engine::scheduler::sqlite_settings(o)
                 .page_size(page_size)
                 .synchronous(if normal {
                     SqliteSynchronous::Normal

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use domain::{Clock, DomainResult};
+use sea_orm::sqlx::sqlite::SqliteConnectOptions;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
 };
@@ -111,6 +112,16 @@ pub const SQLITE_ROW_BUFFER: usize = 1024;
 /// It takes effect only when the file is created; an existing database keeps its page size.
 pub const SQLITE_PAGE_SIZE: u32 = 16_384;
 
+/// What every SQLite connection Herald opens carries, whatever else it sets: the REGEXP function
+/// segments' `matches_regex` needs, the row buffer ([`SQLITE_ROW_BUFFER`]) and, for a file not
+/// created yet, the page size ([`SQLITE_PAGE_SIZE`]).
+pub fn sqlite_settings(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .with_regexp()
+        .row_buffer_size(SQLITE_ROW_BUFFER)
+        .page_size(SQLITE_PAGE_SIZE)
+}
+
 /// A connection for the scheduler's large reads (audience pages, receipts), beside `db`, the
 /// connection everything is written through.
 ///
@@ -118,8 +129,8 @@ pub const SQLITE_PAGE_SIZE: u32 = 16_384;
 /// next thousand users used to queue behind the dispatcher's claims and records (and their
 /// commits) on it, and the other way round. In WAL mode readers do not block the writer, so for a
 /// SQLite file this opens a second pool on the very file `db` has open (asked of `db` itself, so
-/// the two can never be different databases), refusing writes (`query_only`), with the REGEXP
-/// function segments need. An in-memory SQLite database cannot be shared that way, and
+/// the two can never be different databases), refusing writes (`query_only`), with Herald's
+/// settings ([`sqlite_settings`]: the REGEXP function segments need among them). An in-memory SQLite database cannot be shared that way, and
 /// PostgreSQL's pool already has several connections: for those the reader is `db` itself.
 pub async fn open_reader(db: &DatabaseConnection) -> Result<DatabaseConnection, DbErr> {
     if db.get_database_backend() != DbBackend::Sqlite {
@@ -144,10 +155,7 @@ pub async fn open_reader(db: &DatabaseConnection) -> Result<DatabaseConnection, 
         .min_connections(1)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(move |o| {
-            o.filename(&file)
-                .with_regexp()
-                .row_buffer_size(SQLITE_ROW_BUFFER)
-                .pragma("query_only", "ON")
+            sqlite_settings(o.filename(&file)).pragma("query_only", "ON")
         });
     Database::connect(options).await
 }

@@ -119,14 +119,10 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, BoxError> {
     options
         .sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
-        // Segments' matches_regex needs SQLite's REGEXP function; the durability level is a
-        // setting; rows come back in larger batches (see `SQLITE_ROW_BUFFER`); a new file gets
-        // larger pages (see `SQLITE_PAGE_SIZE`). All are ignored on PostgreSQL.
+        // Herald's SQLite settings, and the durability level, which is a setting. Both are
+        // ignored on PostgreSQL.
         .map_sqlx_sqlite_opts(move |o| {
-            o.with_regexp()
-                .synchronous(synchronous)
-                .row_buffer_size(engine::scheduler::SQLITE_ROW_BUFFER)
-                .page_size(engine::scheduler::SQLITE_PAGE_SIZE)
+            engine::scheduler::sqlite_settings(o).synchronous(synchronous)
         });
     let db = Database::connect(options)
         .await

@@ -114,9 +114,6 @@ struct Slot {
     new: bool,
     /// Changed since it was read.
     dirty: bool,
-    /// Read with its identifiers only (a batch without attribute items needs nothing else); such
-    /// a slot must never be written back.
-    partial: bool,
 }
 
 /// The profiles this call touches, with the indexes that find them.
@@ -130,6 +127,9 @@ struct Working {
     by_email: HashMap<String, usize>,
     by_phone: HashMap<String, usize>,
     new_aliases: Vec<profile_alias::ActiveModel>,
+    /// Profiles are read with their identifiers only: no item of the batch changes one, so the
+    /// events' profile ids are all it needs. A profile read that way must never be written back.
+    identities_only: bool,
 }
 
 enum Resolved {
@@ -138,7 +138,7 @@ enum Resolved {
 }
 
 impl Working {
-    fn new(ws: &WorkspaceId, now: DateTime<Utc>) -> Self {
+    fn new(ws: &WorkspaceId, now: DateTime<Utc>, identities_only: bool) -> Self {
         Self {
             ws: ws.to_string(),
             now,
@@ -149,11 +149,12 @@ impl Working {
             by_email: HashMap::new(),
             by_phone: HashMap::new(),
             new_aliases: Vec::new(),
+            identities_only,
         }
     }
 
     /// Adds a profile read from the database (once) and returns its slot.
-    fn add_loaded(&mut self, model: profile::Model, partial: bool) -> usize {
+    fn add_loaded(&mut self, model: profile::Model) -> usize {
         if let Some(&index) = self.by_id.get(&model.id) {
             return index;
         }
@@ -163,7 +164,7 @@ impl Working {
             self.by_external.insert(external_id.clone(), index);
         }
         self.slots.push(Slot {
-            custom: if partial {
+            custom: if self.identities_only {
                 Map::new()
             } else {
                 super::custom_attributes(&model)
@@ -171,7 +172,6 @@ impl Working {
             model,
             new: false,
             dirty: false,
-            partial,
         });
         index
     }
@@ -193,7 +193,6 @@ impl Working {
             custom: Map::new(),
             new: true,
             dirty: true,
-            partial: false,
         });
         index
     }
@@ -242,15 +241,9 @@ impl Working {
         Resolved::Found(index)
     }
 
-    /// Reads every profile the call's items name, a few queries for the whole batch. Without
-    /// `attributes` (no item of the batch changes a profile) only the columns that identify a
-    /// profile are read: the events' profile ids are all the batch needs.
-    async fn load(
-        &mut self,
-        db: &impl ConnectionTrait,
-        refs: &[&UserRef],
-        attributes: bool,
-    ) -> DomainResult<()> {
+    /// Reads every profile the call's items name, a few queries for the whole batch (only the
+    /// columns that identify them when [`Working::identities_only`]).
+    async fn load(&mut self, db: &impl ConnectionTrait, refs: &[&UserRef]) -> DomainResult<()> {
         let mut external = BTreeSet::new();
         let mut braze = BTreeSet::new();
         let mut aliases = BTreeSet::new();
@@ -293,7 +286,7 @@ impl Working {
             return Ok(());
         }
         let query = profile::Entity::find().filter(ws).filter(any);
-        let mut rows = if attributes {
+        let mut rows = if !self.identities_only {
             query.all(db).await?
         } else {
             use profile::Column as C;
@@ -321,7 +314,7 @@ impl Working {
         for row in rows {
             let email = row.email.clone().filter(|e| emails.contains(e));
             let phone = row.phone.clone().filter(|p| phones.contains(p));
-            let index = self.add_loaded(row, !attributes);
+            let index = self.add_loaded(row);
             if let Some(email) = email {
                 self.by_email.insert(email, index);
             }
@@ -350,7 +343,7 @@ impl Working {
             .into_iter()
             .filter(|slot| slot.new || slot.dirty)
             .collect();
-        if slots.iter().any(|slot| slot.partial) {
+        if self.identities_only && slots.iter().any(|slot| !slot.new) {
             // Writing it would blank every attribute that was not read.
             return Err(DomainError::Db(DbErr::Custom(
                 "a profile read without its attributes was changed".into(),
@@ -1149,10 +1142,10 @@ async fn write<C: ConnectionTrait + TransactionTrait>(
             .map(|&i| calls[i].now)
             .max()
             .unwrap_or_else(Utc::now);
-        let mut work = Working::new(ws, latest);
-        let users: Vec<&UserRef> = members.iter().flat_map(|&i| calls[i].users()).collect();
         let attributes = members.iter().any(|&i| !calls[i].attributes.is_empty());
-        work.load(&txn, &users, attributes).await?;
+        let mut work = Working::new(ws, latest, !attributes);
+        let users: Vec<&UserRef> = members.iter().flat_map(|&i| calls[i].users()).collect();
+        work.load(&txn, &users).await?;
         let mut catalog = CatalogSeen::new();
         // Inbox rows only for events something may act on; asked under the write lock.
         let any_events = members
@@ -1641,22 +1634,19 @@ mod tests {
             for profile in &before {
                 assert!(after.contains(profile), "{profile:?} changed");
             }
+            let events_of = |profile: &profile::Model| {
+                profile_event::Entity::find()
+                    .filter(profile_event::Column::ProfileId.eq(profile.id.as_str()))
+                    .count(&db)
+            };
             let ada = before
                 .iter()
                 .find(|p| p.external_id.as_deref() == Some("ada"))
                 .unwrap();
-            let ada_events = profile_event::Entity::find()
-                .filter(profile_event::Column::ProfileId.eq(ada.id.as_str()))
-                .count(&db)
-                .await
-                .unwrap();
+            let ada_events = events_of(ada).await.unwrap();
             assert_eq!(ada_events, 2, "by external id and by email");
             let anon = before.iter().find(|p| p.external_id.is_none()).unwrap();
-            let anon_events = profile_event::Entity::find()
-                .filter(profile_event::Column::ProfileId.eq(anon.id.as_str()))
-                .count(&db)
-                .await
-                .unwrap();
+            let anon_events = events_of(anon).await.unwrap();
             assert_eq!(anon_events, 1, "by alias");
             assert_eq!(super::super::custom_attributes(ada)["visits"], json!(4));
         }

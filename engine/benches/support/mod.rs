@@ -124,9 +124,8 @@ impl Scratch {
             .and_then(|v| v.parse().ok())
             .unwrap_or(engine::scheduler::SQLITE_PAGE_SIZE);
         options.sqlx_logging(false).map_sqlx_sqlite_opts(move |o| {
-            o.with_regexp()
+            engine::scheduler::sqlite_settings(o)
                 .synchronous(synchronous)
-                .row_buffer_size(engine::scheduler::SQLITE_ROW_BUFFER)
                 .page_size(page_size)
         });
         let db = Database::connect(options).await.expect("open SQLite");
