@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
-use crate::template::{RenderContext, RenderOutcome, Template};
+use crate::template::{Recipient, RenderContext, RenderOutcome, Template};
 
 /// The HTTP methods a webhook may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,9 +273,10 @@ fn rendered_text(outcome: RenderOutcome) -> Result<String, Option<String>> {
 impl CompiledMessage {
     /// Renders the request for one recipient.
     pub fn render(&self, context: &RenderContext) -> Result<Rendered, DomainError> {
+        let recipient = Recipient::new(context);
         macro_rules! text {
             ($template:expr) => {
-                match rendered_text($template.render(context)?) {
+                match rendered_text($template.render_for(&recipient)?) {
                     Ok(text) => text,
                     Err(reason) => return Ok(Rendered::Aborted(reason)),
                 }
@@ -295,12 +296,14 @@ impl CompiledMessage {
                 (Some(text), Some(kind))
             }
             CompiledBody::Pairs(pairs) => {
-                let mut object = serde_json::Map::with_capacity(pairs.len());
+                // Keys in order and a repeated key's last value, as a JSON object holds them,
+                // without copying the keys into one first.
+                let mut object = std::collections::BTreeMap::new();
                 for (key, value) in pairs {
-                    object.insert(key.clone(), serde_json::Value::String(text!(value)));
+                    object.insert(key.as_str(), text!(value));
                 }
                 (
-                    Some(serde_json::Value::Object(object).to_string()),
+                    Some(serde_json::to_string(&object).expect("text always serializes")),
                     Some("application/json"),
                 )
             }
@@ -391,6 +394,23 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(req.body.as_deref().unwrap()).unwrap();
         assert_eq!(body["name"], "Ada");
         assert_eq!(body["quote"], "say \"hi\"");
+    }
+
+    #[test]
+    fn a_pairs_body_is_one_compact_object_with_sorted_keys_and_the_last_of_a_repeated_key() {
+        let body = Body::Pairs {
+            pairs: vec![
+                ("b".into(), "2".into()),
+                ("a".into(), "x \"q\" {{${first_name}}}".into()),
+                ("b".into(), "3".into()),
+            ],
+        };
+        let ctx = RenderContext::new().with_user_attribute("first_name", "Ada");
+        let Rendered::Request(req) = render(&message("https://example.com/", body), &ctx).unwrap()
+        else {
+            panic!("aborted")
+        };
+        assert_eq!(req.body.as_deref(), Some(r#"{"a":"x \"q\" Ada","b":"3"}"#));
     }
 
     #[test]

@@ -366,7 +366,10 @@ impl Bench {
             }
         };
         let started = Instant::now();
-        dispatcher.run(shutdown).await;
+        // On a worker of the runtime, as `herald serve` and `herald worker` run it.
+        tokio::spawn(dispatcher.clone().run(shutdown))
+            .await
+            .expect("the dispatcher's loop");
         watcher.await.expect("the watcher");
         let elapsed = finished.get().copied().unwrap_or_else(Instant::now) - started;
         let usage = usage.finish(sink);

@@ -170,18 +170,30 @@ impl WebhookClient {
         extra_headers: &[(String, String)],
         now_epoch: i64,
     ) -> Exchange {
-        let started = Instant::now();
-        let url = match self.check_url(&request.url) {
-            Ok(url) => url,
-            Err((kind, message)) => {
-                return Exchange::failed(
-                    AttemptResult::Permanent,
-                    kind,
-                    message,
-                    started.elapsed(),
-                );
+        match self.check_url(&request.url) {
+            Ok(url) => {
+                self.send_checked(url, request, extra_headers, now_epoch)
+                    .await
             }
-        };
+            Err((kind, message)) => Self::refused(kind, message),
+        }
+    }
+
+    /// The attempt that [`WebhookClient::check_url`] refused before any connection.
+    pub fn refused(kind: &'static str, message: String) -> Exchange {
+        Exchange::failed(AttemptResult::Permanent, kind, message, Duration::ZERO)
+    }
+
+    /// [`WebhookClient::send`] to a URL that [`WebhookClient::check_url`] already passed (the
+    /// dispatcher checks it first to learn the host, and does not parse it twice).
+    pub async fn send_checked(
+        &self,
+        url: reqwest::Url,
+        request: &RenderedRequest,
+        extra_headers: &[(String, String)],
+        now_epoch: i64,
+    ) -> Exchange {
+        let started = Instant::now();
         let mut headers = HeaderMap::new();
         for (name, value) in request.headers.iter().chain(extra_headers) {
             match (

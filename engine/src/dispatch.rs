@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::Clock;
-use domain::entity::{host_state, webhook_attempt};
+use domain::entity::host_state;
 use domain::outbox::status;
 use domain::signing::SigningKeys;
 use domain::template::RenderContext;
@@ -19,7 +19,7 @@ use rand::Rng;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryTrait, Set, Statement, TransactionTrait, Value,
+    Set, Statement, TransactionTrait, Value,
 };
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -71,7 +71,8 @@ struct Claimed {
     source_kind: String,
     source_id: Option<String>,
     rate_per_minute: Option<i32>,
-    message: String,
+    /// Shared by the sends of one claim that carry the same message (a campaign's all do).
+    message: Arc<str>,
     context: String,
     request: Option<String>,
     attempts: i32,
@@ -88,7 +89,7 @@ struct Outcome {
     id: String,
     lease_until: DateTime<Utc>,
     rowid: Option<i64>,
-    attempt: Option<webhook_attempt::ActiveModel>,
+    attempt: Option<AttemptRow>,
     status: &'static str,
     lane: i16,
     attempts: i32,
@@ -101,6 +102,20 @@ struct Outcome {
     last_error: Option<String>,
     /// Whether this attempt counts towards pausing its host.
     host_failure: bool,
+}
+
+/// The attempt row of an outcome (its send's key is the outcome's).
+#[derive(Debug)]
+struct AttemptRow {
+    number: i32,
+    started_at: DateTime<Utc>,
+    duration_ms: i64,
+    status_code: Option<i32>,
+    error_kind: Option<&'static str>,
+    error: Option<String>,
+    response_headers: String,
+    response_body: String,
+    outcome: &'static str,
 }
 
 /// Per-host limits of this process: a concurrency cap, and failure counting for pauses.
@@ -133,31 +148,38 @@ const TEMPLATE_CACHE_BYTES: usize = 4 << 20;
 struct TemplateCache {
     compiled: HashMap<String, Arc<CompiledMessage>>,
     key_bytes: usize,
+    /// The message last looked up, found again by pointer without hashing its text.
+    last: Option<(Arc<str>, Arc<CompiledMessage>)>,
 }
 
-/// Outcomes (and attempt rows) written per statement at most: 13 (11) parameters a row stays far
+/// Outcomes (and attempt rows) written per statement at most: 14 (11) parameters a row stays far
 /// below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
-const RECORD_CHUNK: usize = 500;
+const RECORD_CHUNK: usize = 512;
+
+/// Outcomes recorded per transaction at most.
+const RECORD_BATCH: usize = 1024;
+
+/// How long the recorder waits for more outcomes before writing a batch that is not full.
+const RECORD_GATHER: Duration = Duration::from_millis(10);
+
+/// Above this many rows, statements grow in steps of this many rows instead of doubling.
+const RECORD_STEP: usize = 64;
 
 /// A claimed send from a row the claim returned.
-fn claimed_from(
-    row: &sea_orm::QueryResult,
-    lease_until: DateTime<Utc>,
-    rowid: Option<i64>,
-) -> Result<Claimed, DbErr> {
+fn claimed_from(row: &sea_orm::QueryResult, lease_until: DateTime<Utc>) -> Result<Claimed, DbErr> {
     Ok(Claimed {
         workspace_id: row.try_get("", "workspace_id")?,
         id: row.try_get("", "id")?,
         source_kind: row.try_get("", "source_kind")?,
         source_id: row.try_get("", "source_id")?,
         rate_per_minute: row.try_get("", "rate_per_minute")?,
-        message: row.try_get("", "message")?,
+        message: row.try_get::<String>("", "message")?.into(),
         context: row.try_get("", "context")?,
         request: row.try_get("", "request")?,
         attempts: row.try_get("", "attempts")?,
         first_attempt_at: row.try_get("", "first_attempt_at")?,
         lease_until,
-        rowid,
+        rowid: None,
     })
 }
 
@@ -165,6 +187,8 @@ fn claimed_from(
 pub struct Dispatcher {
     signing: SigningCache,
     templates: Mutex<TemplateCache>,
+    /// The URL last checked and its parsed form: a campaign's sends mostly go to one URL.
+    last_url: Mutex<Option<(String, reqwest::Url)>>,
     db: DatabaseConnection,
     client: WebhookClient,
     retry: RetryPolicy,
@@ -195,6 +219,7 @@ impl Dispatcher {
         Self {
             signing: Mutex::new(HashMap::new()),
             templates: Mutex::new(TemplateCache::default()),
+            last_url: Mutex::new(None),
             db,
             client,
             retry,
@@ -269,47 +294,68 @@ impl Dispatcher {
         // By rowid rather than by primary key: the rows come out of the due index with their
         // rowids, and looking each up in the primary-key index again would read a page of that
         // index per send once it outgrows the page cache.
-        const DUE: &str = "FROM webhook_send WHERE status = 'pending' AND lane = ?1 \
-            AND next_attempt_at <= ?2 AND (lease_until IS NULL OR lease_until < ?2) \
-            ORDER BY next_attempt_at, rowid";
-        let sql = format!(
-            "UPDATE webhook_send SET lease_until = ?5 WHERE rowid IN ( \
-               SELECT sid FROM ( \
-                 SELECT * FROM (SELECT rowid AS sid, 0 AS rank, next_attempt_at AS due {retries} LIMIT ?3) \
-                 UNION ALL SELECT * FROM (SELECT rowid, 1, next_attempt_at {firsts} LIMIT ?4) \
-                 UNION ALL SELECT * FROM (SELECT rowid, 2, next_attempt_at {retries} LIMIT ?4 OFFSET ?3)) \
-               ORDER BY rank, due LIMIT ?4) \
-             RETURNING rowid AS send_rowid, lane, workspace_id, id, source_kind, source_id, \
-               rate_per_minute, message, context, request, attempts, first_attempt_at",
-            retries = DUE,
-            firsts = DUE.replace("?1", "?6"),
-        );
-        let values: Vec<Value> = vec![
-            1i16.into(),
-            now.into(),
-            (retry_share as i64).into(),
-            (limit as i64).into(),
-            lease_until.into(),
-            0i16.into(),
-        ];
-        let rows = self
-            .db
-            .query_all(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                sql,
-                values,
-            ))
-            .await?;
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            const DUE: &str = "FROM webhook_send WHERE status = 'pending' AND lane = ?1 \
+                AND next_attempt_at <= ?2 AND (lease_until IS NULL OR lease_until < ?2) \
+                ORDER BY next_attempt_at, rowid";
+            format!(
+                "UPDATE webhook_send SET lease_until = ?5 WHERE rowid IN ( \
+                   SELECT sid FROM ( \
+                     SELECT * FROM (SELECT rowid AS sid, 0 AS rank, next_attempt_at AS due {retries} LIMIT ?3) \
+                     UNION ALL SELECT * FROM (SELECT rowid, 1, next_attempt_at {firsts} LIMIT ?4) \
+                     UNION ALL SELECT * FROM (SELECT rowid, 2, next_attempt_at {retries} LIMIT ?4 OFFSET ?3)) \
+                   ORDER BY rank, due LIMIT ?4) \
+                 RETURNING lane, rowid, workspace_id, id, source_kind, source_id, \
+                   rate_per_minute, message, context, request, attempts, first_attempt_at",
+                retries = DUE,
+                firsts = DUE.replace("?1", "?6"),
+            )
+        });
+        // Straight to the driver, like the record statements: the rows are read by position.
+        let rows = sqlx::query(sql)
+            .bind(1i16)
+            .bind(now)
+            .bind(retry_share as i64)
+            .bind(limit as i64)
+            .bind(lease_until)
+            .bind(0i16)
+            .fetch_all(self.db.get_sqlite_connection_pool())
+            .await
+            .map_err(driver_error)?;
+        // Consecutive sends mostly carry the same message: they share one copy of it, which
+        // also lets the template cache find its compiled form by pointer.
+        let mut last_message: Option<Arc<str>> = None;
         let mut claimed = rows
-            .into_iter()
+            .iter()
             .map(|row| {
-                let lane: i16 = row.try_get("", "lane")?;
+                use sqlx::Row;
+                let lane: i16 = row.try_get(0)?;
+                let text: &str = row.try_get(7)?;
+                let message = match &last_message {
+                    Some(last) if **last == *text => last.clone(),
+                    _ => last_message.insert(Arc::from(text)).clone(),
+                };
                 Ok((
                     lane,
-                    claimed_from(&row, lease_until, Some(row.try_get("", "send_rowid")?))?,
+                    Claimed {
+                        rowid: Some(row.try_get(1)?),
+                        workspace_id: row.try_get(2)?,
+                        id: row.try_get(3)?,
+                        source_kind: row.try_get(4)?,
+                        source_id: row.try_get(5)?,
+                        rate_per_minute: row.try_get(6)?,
+                        message,
+                        context: row.try_get(8)?,
+                        request: row.try_get(9)?,
+                        attempts: row.try_get(10)?,
+                        first_attempt_at: row.try_get(11)?,
+                        lease_until,
+                    },
                 ))
             })
-            .collect::<Result<Vec<_>, DbErr>>()?;
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(driver_error)?;
         claimed.sort_by_key(|(lane, _)| *lane);
         Ok(claimed.into_iter().map(|(_, send)| send).collect())
     }
@@ -347,7 +393,7 @@ impl Dispatcher {
             ))
             .await?;
         rows.iter()
-            .map(|row| claimed_from(row, lease_until, None))
+            .map(|row| claimed_from(row, lease_until))
             .collect()
     }
 
@@ -380,11 +426,23 @@ impl Dispatcher {
             let this = self.clone();
             tokio::spawn(async move {
                 while let Some(first) = done_rx.recv().await {
+                    // Outcomes are gathered for a few milliseconds into one transaction: each
+                    // commit writes every page it changed to the WAL again, and the sends of a
+                    // claim share pages, so two records of 200 write most pages twice where one
+                    // of 400 writes them once. A crash loses at most these milliseconds of
+                    // results, whose sends go out again after their lease, as ever.
                     let mut batch = vec![first];
-                    while batch.len() < 1024 {
+                    let until = tokio::time::Instant::now() + RECORD_GATHER;
+                    while batch.len() < RECORD_BATCH {
                         match done_rx.try_recv() {
                             Ok(more) => batch.push(more),
-                            Err(_) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => break,
+                            Err(mpsc::error::TryRecvError::Empty) => {
+                                match tokio::time::timeout_at(until, done_rx.recv()).await {
+                                    Ok(Some(more)) => batch.push(more),
+                                    Ok(None) | Err(_) => break,
+                                }
+                            }
                         }
                     }
                     let (count, started) = (batch.len(), std::time::Instant::now());
@@ -501,6 +559,12 @@ impl Dispatcher {
     /// Writes attempts and send updates in one transaction, a few hundred rows per statement. A
     /// send whose lease was taken over by another process (ours ran out) is left alone; its
     /// attempt row is kept only if new.
+    ///
+    /// This is the busiest write in Herald, so it goes to the driver (sqlx) under sea-orm
+    /// directly: the SQL text of each statement shape is built once per process, and the values
+    /// are bound straight from the outcomes. Through sea-orm each value was boxed into a
+    /// `Value`, the list cloned on execution and every text copied twice more (about a tenth of
+    /// the dispatcher's CPU, measured in BENCHMARKS.md).
     async fn record_ref(&self, outcomes: &[Outcome]) -> Result<(), DbErr> {
         if outcomes.is_empty() {
             return Ok(());
@@ -508,34 +572,68 @@ impl Dispatcher {
         // The statements are built before the transaction begins: on SQLite it holds the only
         // connection, which the claims and the campaign pages are waiting for.
         let backend = self.db.get_database_backend();
-        let attempts: Vec<&webhook_attempt::ActiveModel> =
-            outcomes.iter().filter_map(|o| o.attempt.as_ref()).collect();
-        let mut statements = Vec::new();
+        let postgres = backend == DbBackend::Postgres;
+        let attempts: Vec<(&Outcome, &AttemptRow)> = outcomes
+            .iter()
+            .filter_map(|o| o.attempt.as_ref().map(|a| (o, a)))
+            .collect();
+        let mut statements: Vec<(Arc<str>, Vec<Param<'_>>)> = Vec::new();
         for chunk in attempts.chunks(RECORD_CHUNK) {
-            let rows = padded(chunk).into_iter().map(|row| (*row).clone());
-            statements.push(
-                webhook_attempt::Entity::insert_many(rows)
-                    .on_conflict(
-                        OnConflict::columns([
-                            webhook_attempt::Column::WorkspaceId,
-                            webhook_attempt::Column::SendId,
-                            webhook_attempt::Column::Number,
-                        ])
-                        .do_nothing()
-                        .to_owned(),
-                    )
-                    .build(backend),
-            );
+            let rows = padded(chunk);
+            let params = rows
+                .iter()
+                .flat_map(|&(o, a)| attempt_params(o, a))
+                .collect();
+            statements.push((record_sql(postgres, Shape::Attempts, rows.len()), params));
         }
-        let outcomes_ref: Vec<&Outcome> = outcomes.iter().collect();
-        for chunk in outcomes_ref.chunks(RECORD_CHUNK) {
-            statements.push(update_sends(backend, &padded(chunk)));
+        for chunk in outcomes.chunks(RECORD_CHUNK) {
+            let rows = padded_size(chunk.len());
+            let mut params = Vec::with_capacity(rows * (SEND_COLUMNS + 1));
+            for o in chunk {
+                params.extend(send_params(o));
+                if !postgres {
+                    params.push(Param::Big(o.rowid));
+                }
+            }
+            // The padding rows have no key, so they match no send: a repeated row would write
+            // its send a second time.
+            for _ in chunk.len()..rows {
+                params.extend(NO_SEND);
+                if !postgres {
+                    params.push(Param::Big(None));
+                }
+            }
+            statements.push((record_sql(postgres, Shape::Sends, rows), params));
         }
-        let txn = self.db.begin().await?;
-        for statement in statements {
-            txn.execute(statement).await?;
+        /// One transaction on a sqlx pool, every statement bound from its parameters.
+        macro_rules! run_all {
+            ($pool:expr) => {{
+                let mut txn = $pool.begin().await.map_err(driver_error)?;
+                for (sql, params) in &statements {
+                    let mut query = sqlx::query(sql);
+                    for param in params {
+                        query = match *param {
+                            Param::Text(value) => query.bind(value),
+                            Param::Small(value) => query.bind(value),
+                            Param::Int(value) => query.bind(value),
+                            Param::Big(value) => query.bind(value),
+                            Param::Time(value) => query.bind(value),
+                        };
+                    }
+                    query.execute(&mut *txn).await.map_err(driver_error)?;
+                }
+                txn.commit().await.map_err(driver_error)?;
+            }};
         }
-        txn.commit().await?;
+        match backend {
+            DbBackend::Sqlite => run_all!(self.db.get_sqlite_connection_pool()),
+            DbBackend::Postgres => run_all!(self.db.get_postgres_connection_pool()),
+            other => {
+                return Err(DbErr::Custom(format!(
+                    "recording attempts is not supported on {other:?}"
+                )));
+            }
+        }
         self.note_host_failures(outcomes).await;
         Ok(())
     }
@@ -694,6 +792,9 @@ impl Dispatcher {
 
     fn host_slot(&self, host: &str) -> Arc<Semaphore> {
         let mut slots = self.hosts.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get(host) {
+            return slot.clone();
+        }
         slots
             .entry(host.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_host_concurrency.max(1))))
@@ -701,12 +802,13 @@ impl Dispatcher {
     }
 
     /// Renders (first attempt only), sends and decides what comes next for one claimed send.
-    async fn execute(&self, send: Claimed) -> Outcome {
+    async fn execute(&self, mut send: Claimed) -> Outcome {
         let attempt_no = send.attempts + 1;
         let started_at = self.clock.now();
         let mut outcome = Outcome {
-            workspace_id: send.workspace_id.clone(),
-            id: send.id.clone(),
+            // The key moves to the outcome: below, it is read from there.
+            workspace_id: std::mem::take(&mut send.workspace_id),
+            id: std::mem::take(&mut send.id),
             lease_until: send.lease_until,
             rowid: send.rowid,
             attempt: None,
@@ -756,13 +858,23 @@ impl Dispatcher {
                 }
             },
         };
-        let host = reqwest::Url::parse(&request.url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string));
-        outcome.host = host.clone();
         if outcome.request.is_none() {
             outcome.request = send.request.clone();
         }
+        // Checked (scheme, port, literal address) and parsed once: the host decides the pause and
+        // the per-host slot, and the parsed URL goes to the client as it is.
+        let url = match self.checked_url(&request.url) {
+            Ok(url) => url,
+            Err((kind, message)) => {
+                outcome.host = reqwest::Url::parse(&request.url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string));
+                let exchange = WebhookClient::refused(kind, message);
+                return self.conclude(outcome, attempt_no, started_at, exchange);
+            }
+        };
+        let host = url.host_str().map(str::to_string);
+        outcome.host = host.clone();
         let paused = match host.as_deref() {
             Some(host) => self.paused_until(host).await,
             None => None,
@@ -779,7 +891,7 @@ impl Dispatcher {
             outcome.lane = if send.attempts == 0 { 0 } else { 1 };
             return outcome;
         }
-        let keys = match self.signing_keys(&send.workspace_id).await {
+        let keys = match self.signing_keys(&outcome.workspace_id).await {
             Ok(keys) => keys,
             Err(error) => {
                 // Never send unsigned what should be signed: try again shortly, no attempt counted.
@@ -801,25 +913,39 @@ impl Dispatcher {
         }
         let timestamp = started_at.timestamp();
         let mut headers = vec![
-            ("webhook-id".to_string(), send.id.clone()),
+            ("webhook-id".to_string(), outcome.id.clone()),
             ("webhook-timestamp".to_string(), timestamp.to_string()),
         ];
         if let Some(keys) = keys {
             let body = request.body.as_deref().unwrap_or_default();
             headers.push((
                 "webhook-signature".to_string(),
-                keys.header(&send.id, timestamp, body),
+                keys.header(&outcome.id, timestamp, body),
             ));
         }
         let exchange = self
             .client
-            .send(&request, &headers, started_at.timestamp())
+            .send_checked(url, &request, &headers, started_at.timestamp())
             .await;
         self.conclude(outcome, attempt_no, started_at, exchange)
     }
 
+    /// [`WebhookClient::check_url`], remembering the last URL it passed: the check depends only on
+    /// the text and this process's settings, so the same text passes the same way.
+    fn checked_url(&self, url: &str) -> Result<reqwest::Url, (&'static str, String)> {
+        if let Some((text, parsed)) = &*self.last_url.lock().unwrap_or_else(|p| p.into_inner())
+            && text == url
+        {
+            return Ok(parsed.clone());
+        }
+        let parsed = self.client.check_url(url)?;
+        *self.last_url.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((url.to_string(), parsed.clone()));
+        Ok(parsed)
+    }
+
     /// Renders a stored message with its stored context, compiling each distinct message once.
-    fn render(&self, message: &str, context: &str) -> Result<Rendered, String> {
+    fn render(&self, message: &Arc<str>, context: &str) -> Result<Rendered, String> {
         let compiled = self.compiled(message)?;
         let context: RenderContext =
             serde_json::from_str(context).map_err(|e| format!("stored context unreadable: {e}"))?;
@@ -827,15 +953,18 @@ impl Dispatcher {
     }
 
     /// The compiled form of a stored message, from the cache when this process has seen it.
-    fn compiled(&self, message: &str) -> Result<Arc<CompiledMessage>, String> {
-        if let Some(found) = self
-            .templates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .compiled
-            .get(message)
+    fn compiled(&self, message: &Arc<str>) -> Result<Arc<CompiledMessage>, String> {
         {
-            return Ok(found.clone());
+            let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((text, found)) = &cache.last
+                && Arc::ptr_eq(text, message)
+            {
+                return Ok(found.clone());
+            }
+            if let Some(found) = cache.compiled.get(&**message).cloned() {
+                cache.last = Some((message.clone(), found.clone()));
+                return Ok(found);
+            }
         }
         let decoded: WebhookMessage =
             serde_json::from_str(message).map_err(|e| format!("stored message unreadable: {e}"))?;
@@ -848,6 +977,7 @@ impl Dispatcher {
             cache.compiled.clear();
             cache.key_bytes = 0;
         }
+        cache.last = Some((message.clone(), compiled.clone()));
         if message.len() <= TEMPLATE_CACHE_BYTES
             && cache
                 .compiled
@@ -927,148 +1057,256 @@ impl Dispatcher {
             }
             Decision::Delivered | Decision::GiveUp => outcome.completed_at = Some(started_at),
         }
-        outcome.attempt = Some(webhook_attempt::ActiveModel {
-            workspace_id: Set(outcome.workspace_id.clone()),
-            send_id: Set(outcome.id.clone()),
-            number: Set(attempt_no),
-            started_at: Set(started_at),
-            duration_ms: Set(exchange.duration.as_millis().min(i64::MAX as u128) as i64),
-            status_code: Set(exchange.status.map(i32::from)),
-            error_kind: Set(exchange.error_kind.map(str::to_string)),
-            error: Set(exchange.error),
-            response_headers: Set(
-                serde_json::to_string(&exchange.headers).expect("headers serialize")
-            ),
-            response_body: Set(exchange.body),
-            outcome: Set(label.to_string()),
+        outcome.attempt = Some(AttemptRow {
+            number: attempt_no,
+            started_at,
+            duration_ms: exchange.duration.as_millis().min(i64::MAX as u128) as i64,
+            status_code: exchange.status.map(i32::from),
+            error_kind: exchange.error_kind,
+            error: exchange.error,
+            response_headers: serde_json::to_string(&exchange.headers).expect("headers serialize"),
+            response_body: exchange.body,
+            outcome: label,
         });
         outcome
     }
 }
 
-/// The rows of one statement, padded to one of a few fixed sizes (powers of two, then
-/// [`RECORD_CHUNK`]) by repeating the last row, so the statements prepared and cached per
-/// connection stay a handful instead of one per batch size. Repeating a row changes nothing: the
-/// attempt insert skips rows that exist and the send update writes the same values again.
+/// The number of rows a statement of `rows` rows is padded to: a power of two up to
+/// [`RECORD_STEP`], then a multiple of it up to [`RECORD_CHUNK`]. The statements prepared and
+/// cached per connection stay fourteen shapes of each instead of one per batch size, and padding
+/// adds at most 63 rows (powers of two all the way up would nearly double a batch of 260).
+fn padded_size(rows: usize) -> usize {
+    if rows <= RECORD_STEP {
+        rows.next_power_of_two()
+    } else {
+        rows.div_ceil(RECORD_STEP) * RECORD_STEP
+    }
+}
+
+/// The rows of one statement, padded to [`padded_size`] by repeating the last row, which changes
+/// nothing in the attempt insert (it skips rows that exist).
 fn padded<T: Copy>(rows: &[T]) -> Vec<T> {
-    let size = match rows.len().next_power_of_two() {
-        n if n > RECORD_CHUNK => RECORD_CHUNK.max(rows.len()),
-        n => n,
-    };
-    let mut out = Vec::with_capacity(size);
+    let mut out = Vec::with_capacity(padded_size(rows.len()));
     out.extend_from_slice(rows);
     if let Some(last) = rows.last() {
-        out.resize(size, *last);
+        out.resize(padded_size(rows.len()), *last);
     }
     out
 }
 
-/// One `UPDATE … FROM (VALUES …)` that writes every outcome of `outcomes` to its send, each only
-/// while the send still carries the lease it was claimed with. The request (and its host) is
-/// written only when the outcome has one, so a send that never got one keeps what it had.
-fn update_sends(backend: DbBackend, outcomes: &[&Outcome]) -> Statement {
-    const COLUMNS: usize = 13;
-    let sqlite = backend != DbBackend::Postgres;
-    let mut values: Vec<Value> = Vec::with_capacity(outcomes.len() * (COLUMNS + 1));
-    for o in outcomes {
-        values.extend([
-            o.workspace_id.clone().into(),
-            o.id.clone().into(),
-            o.lease_until.into(),
-            o.status.into(),
-            o.lane.into(),
-            o.attempts.into(),
-            o.next_attempt_at.into(),
-            o.first_attempt_at.into(),
-            o.completed_at.into(),
-            o.last_status_code.into(),
-            o.last_error.clone().into(),
-            o.request.clone().into(),
-            o.host.clone().into(),
-        ]);
-        if sqlite {
-            values.push(o.rowid.into());
-        }
+/// A value bound to a record statement, borrowed from the outcome it describes.
+#[derive(Clone, Copy)]
+enum Param<'a> {
+    Text(Option<&'a str>),
+    Small(i16),
+    Int(Option<i32>),
+    Big(Option<i64>),
+    Time(Option<DateTime<Utc>>),
+}
+
+fn text_param(value: &Option<String>) -> Param<'_> {
+    Param::Text(value.as_deref())
+}
+
+/// What a record statement writes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Shape {
+    /// `INSERT INTO webhook_attempt … ON CONFLICT DO NOTHING`
+    Attempts,
+    /// `UPDATE webhook_send … FROM (VALUES …)`
+    Sends,
+}
+
+const ATTEMPT_COLUMNS: usize = 11;
+const SEND_COLUMNS: usize = 13;
+
+/// The values of one attempt row, in the order of [`record_sql`]'s insert.
+fn attempt_params<'a>(o: &'a Outcome, a: &'a AttemptRow) -> [Param<'a>; ATTEMPT_COLUMNS] {
+    [
+        Param::Text(Some(&o.workspace_id)),
+        Param::Text(Some(&o.id)),
+        Param::Int(Some(a.number)),
+        Param::Time(Some(a.started_at)),
+        Param::Big(Some(a.duration_ms)),
+        Param::Int(a.status_code),
+        Param::Text(a.error_kind),
+        text_param(&a.error),
+        Param::Text(Some(&a.response_headers)),
+        Param::Text(Some(&a.response_body)),
+        Param::Text(Some(a.outcome)),
+    ]
+}
+
+/// The values of one send update, in the order of [`record_sql`]'s `VALUES` columns (SQLite adds
+/// the rowid after them).
+fn send_params<'a>(o: &'a Outcome) -> [Param<'a>; SEND_COLUMNS] {
+    [
+        Param::Text(Some(&o.workspace_id)),
+        Param::Text(Some(&o.id)),
+        Param::Time(Some(o.lease_until)),
+        Param::Text(Some(o.status)),
+        Param::Small(o.lane),
+        Param::Int(Some(o.attempts)),
+        Param::Time(Some(o.next_attempt_at)),
+        Param::Time(o.first_attempt_at),
+        Param::Time(o.completed_at),
+        Param::Int(o.last_status_code),
+        text_param(&o.last_error),
+        text_param(&o.request),
+        text_param(&o.host),
+    ]
+}
+
+/// A row of the send update that matches no send (its key is NULL), typed like a real one.
+const NO_SEND: [Param<'static>; SEND_COLUMNS] = [
+    Param::Text(None),
+    Param::Text(None),
+    Param::Time(None),
+    Param::Text(None),
+    Param::Small(0),
+    Param::Int(None),
+    Param::Time(None),
+    Param::Time(None),
+    Param::Time(None),
+    Param::Int(None),
+    Param::Text(None),
+    Param::Text(None),
+    Param::Text(None),
+];
+
+fn driver_error(error: sqlx::Error) -> DbErr {
+    DbErr::Exec(sea_orm::RuntimeErr::SqlxError(error))
+}
+
+/// The SQL of a record statement for `rows` rows, built once per process for each shape (the
+/// row counts are the few sizes of [`padded`]).
+fn record_sql(postgres: bool, shape: Shape, rows: usize) -> Arc<str> {
+    type Cache = Mutex<HashMap<(bool, Shape, usize), Arc<str>>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Cache::default);
+    if let Some(sql) = cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(postgres, shape, rows))
+    {
+        return sql.clone();
     }
-    let mut sql = String::with_capacity(400 + outcomes.len() * COLUMNS * 16);
-    let sql = match backend {
-        DbBackend::Postgres => {
-            // Parameters in VALUES carry no type of their own: cast them, or PostgreSQL reads
-            // them as text and cannot compare a lease or store a lane.
-            const TYPES: [&str; COLUMNS] = [
-                "text",
-                "text",
-                "timestamptz",
-                "text",
-                "smallint",
-                "integer",
-                "timestamptz",
-                "timestamptz",
-                "timestamptz",
-                "integer",
-                "text",
-                "text",
-                "text",
-            ];
-            sql.push_str(
-                "UPDATE webhook_send SET status = v.status, lane = v.lane, attempts = v.attempts, \
-                 next_attempt_at = v.next_attempt_at, lease_until = NULL, \
-                 first_attempt_at = v.first_attempt_at, completed_at = v.completed_at, \
-                 last_status_code = v.last_status_code, last_error = v.last_error, \
-                 request = COALESCE(v.request, webhook_send.request), \
-                 host = CASE WHEN v.request IS NULL THEN webhook_send.host ELSE v.host END \
-                 FROM (VALUES ",
-            );
-            let mut n = 0;
-            for row in 0..outcomes.len() {
-                sql.push_str(if row == 0 { "(" } else { ", (" });
-                for (column, ty) in TYPES.iter().enumerate() {
-                    n += 1;
-                    if column > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("${n}::{ty}"));
-                }
-                sql.push(')');
+    let sql: Arc<str> = match shape {
+        Shape::Attempts => insert_attempts_sql(postgres, rows),
+        Shape::Sends => update_sends_sql(postgres, rows),
+    }
+    .into();
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((postgres, shape, rows), sql.clone());
+    sql
+}
+
+/// `rows` parenthesised groups of `columns` placeholders: `($1, $2), ($3, $4)` on PostgreSQL
+/// (each cast to its type when `types` are given), `(?, ?), (?, ?)` on SQLite.
+fn placeholders(postgres: bool, rows: usize, columns: usize, types: Option<&[&str]>) -> String {
+    let mut sql = String::with_capacity(rows * columns * 12);
+    let mut n = 0;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
             }
-            sql.push_str(
-                ") AS v(workspace_id, id, lease_until, status, lane, attempts, next_attempt_at, \
-                 first_attempt_at, completed_at, last_status_code, last_error, request, host) \
-                 WHERE webhook_send.workspace_id = v.workspace_id AND webhook_send.id = v.id \
-                 AND webhook_send.lease_until = v.lease_until",
-            );
-            sql
-        }
-        _ => {
-            // SQLite names the columns of a VALUES list column1, column2, … The rowid finds the
-            // row; the key and the lease make sure it is still the send we claimed (a VACUUM may
-            // renumber rowids: then nothing is written and the send goes out again after its
-            // lease, with the same webhook-id).
-            sql.push_str(
-                "UPDATE webhook_send SET status = v.column4, lane = v.column5, \
-                 attempts = v.column6, next_attempt_at = v.column7, lease_until = NULL, \
-                 first_attempt_at = v.column8, completed_at = v.column9, \
-                 last_status_code = v.column10, last_error = v.column11, \
-                 request = COALESCE(v.column12, webhook_send.request), \
-                 host = CASE WHEN v.column12 IS NULL THEN webhook_send.host ELSE v.column13 END \
-                 FROM (VALUES ",
-            );
-            let row = format!("({})", vec!["?"; COLUMNS + 1].join(", "));
-            for i in 0..outcomes.len() {
-                if i > 0 {
-                    sql.push_str(", ");
+            if postgres {
+                n += 1;
+                sql.push('$');
+                sql.push_str(&n.to_string());
+                if let Some(types) = types {
+                    sql.push_str("::");
+                    sql.push_str(types[column]);
                 }
-                sql.push_str(&row);
+            } else {
+                sql.push('?');
             }
-            sql.push_str(
-                ") AS v WHERE webhook_send.rowid = v.column14 \
-                 AND webhook_send.workspace_id = v.column1 AND webhook_send.id = v.column2 \
-                 AND webhook_send.lease_until = v.column3",
-            );
-            sql
         }
-    };
-    Statement::from_sql_and_values(backend, sql, values)
+        sql.push(')');
+    }
+    sql
+}
+
+/// Attempt rows, skipping any that exist (a record retried after a lost commit acknowledgement).
+///
+/// On SQLite it is `INSERT OR IGNORE` (the rows never hold a NULL where the table refuses one, so
+/// only the key can conflict, as with `ON CONFLICT DO NOTHING`): a statement that can abort
+/// halfway through a transaction makes SQLite copy every page it changes to a statement journal
+/// first (spilled to a temporary file past 64 KiB), and one that ignores conflicts cannot abort.
+/// The send update is `UPDATE OR IGNORE` for the same reason.
+fn insert_attempts_sql(postgres: bool, rows: usize) -> String {
+    let columns = "webhook_attempt (workspace_id, send_id, number, started_at, duration_ms, \
+         status_code, error_kind, error, response_headers, response_body, outcome)";
+    let values = placeholders(postgres, rows, ATTEMPT_COLUMNS, None);
+    if postgres {
+        format!(
+            "INSERT INTO {columns} VALUES {values} \
+             ON CONFLICT (workspace_id, send_id, number) DO NOTHING"
+        )
+    } else {
+        format!("INSERT OR IGNORE INTO {columns} VALUES {values}")
+    }
+}
+
+/// One `UPDATE … FROM (VALUES …)` that writes every outcome to its send, each only while the send
+/// still carries the lease it was claimed with. The request (and its host) is written only when
+/// the outcome has one, so a send that never got one keeps what it had.
+fn update_sends_sql(postgres: bool, rows: usize) -> String {
+    if postgres {
+        // Parameters in VALUES carry no type of their own: cast them, or PostgreSQL reads them as
+        // text and cannot compare a lease or store a lane.
+        const TYPES: [&str; SEND_COLUMNS] = [
+            "text",
+            "text",
+            "timestamptz",
+            "text",
+            "smallint",
+            "integer",
+            "timestamptz",
+            "timestamptz",
+            "timestamptz",
+            "integer",
+            "text",
+            "text",
+            "text",
+        ];
+        format!(
+            "UPDATE webhook_send SET status = v.status, lane = v.lane, attempts = v.attempts, \
+             next_attempt_at = v.next_attempt_at, lease_until = NULL, \
+             first_attempt_at = v.first_attempt_at, completed_at = v.completed_at, \
+             last_status_code = v.last_status_code, last_error = v.last_error, \
+             request = COALESCE(v.request, webhook_send.request), \
+             host = CASE WHEN v.request IS NULL THEN webhook_send.host ELSE v.host END \
+             FROM (VALUES {}) AS v(workspace_id, id, lease_until, status, lane, attempts, \
+             next_attempt_at, first_attempt_at, completed_at, last_status_code, last_error, \
+             request, host) \
+             WHERE webhook_send.workspace_id = v.workspace_id AND webhook_send.id = v.id \
+             AND webhook_send.lease_until = v.lease_until",
+            placeholders(true, rows, SEND_COLUMNS, Some(&TYPES))
+        )
+    } else {
+        // SQLite names the columns of a VALUES list column1, column2, … The rowid finds the row;
+        // the key and the lease make sure it is still the send we claimed (a VACUUM may renumber
+        // rowids: then nothing is written and the send goes out again after its lease, with the
+        // same webhook-id).
+        format!(
+            "UPDATE OR IGNORE webhook_send SET status = v.column4, lane = v.column5, \
+             attempts = v.column6, next_attempt_at = v.column7, lease_until = NULL, \
+             first_attempt_at = v.column8, completed_at = v.column9, \
+             last_status_code = v.column10, last_error = v.column11, \
+             request = COALESCE(v.column12, webhook_send.request), \
+             host = CASE WHEN v.column12 IS NULL THEN webhook_send.host ELSE v.column13 END \
+             FROM (VALUES {}) AS v WHERE webhook_send.rowid = v.column14 \
+             AND webhook_send.workspace_id = v.column1 AND webhook_send.id = v.column2 \
+             AND webhook_send.lease_until = v.column3",
+            placeholders(false, rows, SEND_COLUMNS + 1, None)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -1076,7 +1314,7 @@ mod tests {
     use super::*;
     use chrono::SubsecRound;
     use domain::ManualClock;
-    use domain::entity::webhook_send;
+    use domain::entity::{webhook_attempt, webhook_send};
     use domain::outbox::{NewSend, SourceKind};
     use domain::webhook::{Body, Method};
     use domain::{SystemClock, WorkspaceId};
@@ -1133,7 +1371,25 @@ mod tests {
             sizes.insert(out.len());
         }
         let sizes: Vec<usize> = sizes.into_iter().collect();
-        assert_eq!(sizes, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, RECORD_CHUNK]);
+        assert_eq!(
+            sizes,
+            vec![
+                1,
+                2,
+                4,
+                8,
+                16,
+                32,
+                64,
+                128,
+                192,
+                256,
+                320,
+                384,
+                448,
+                RECORD_CHUNK
+            ]
+        );
     }
 
     #[test]
@@ -1154,14 +1410,14 @@ mod tests {
             })
             .unwrap()
         };
-        let first = dispatcher.compiled(&stored(0)).unwrap();
-        let again = dispatcher.compiled(&stored(0)).unwrap();
+        let first = dispatcher.compiled(&stored(0).into()).unwrap();
+        let again = dispatcher.compiled(&stored(0).into()).unwrap();
         assert!(
             Arc::ptr_eq(&first, &again),
             "the second send reuses the compiled message"
         );
         for i in 0..TEMPLATE_CACHE_ENTRIES * 2 {
-            dispatcher.compiled(&stored(i)).unwrap();
+            dispatcher.compiled(&stored(i).into()).unwrap();
         }
         let cache = dispatcher.templates.lock().unwrap();
         assert!(cache.compiled.len() <= TEMPLATE_CACHE_ENTRIES);
@@ -1172,7 +1428,7 @@ mod tests {
         drop(cache);
         assert!(
             dispatcher
-                .compiled("{not json")
+                .compiled(&"{not json".into())
                 .unwrap_err()
                 .starts_with("stored message unreadable")
         );

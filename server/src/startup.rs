@@ -76,10 +76,13 @@ pub async fn run_worker(
     let reads = reader_for(&db).await?;
     let scheduler =
         engine::scheduler::Scheduler::new(db.clone(), clock, dispatcher.waker()).with_reader(reads);
-    tokio::join!(
-        dispatcher.run(shutdown_signal()),
-        scheduler.run(shutdown_signal())
-    );
+    // Each loop on a worker of the runtime (as `herald serve` runs them), not both polled by the
+    // main thread's future: the dispatcher's loop then runs beside its send tasks.
+    let dispatching = tokio::spawn(dispatcher.run(shutdown_signal()));
+    let scheduling = tokio::spawn(scheduler.run(shutdown_signal()));
+    let (dispatched, scheduled) = tokio::join!(dispatching, scheduling);
+    dispatched.map_err(|e| format!("the delivery engine stopped: {e}"))?;
+    scheduled.map_err(|e| format!("the scheduler stopped: {e}"))?;
     Ok(())
 }
 

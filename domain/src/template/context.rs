@@ -93,13 +93,13 @@ impl RenderContext {
 
     /// The liquid globals for one render, under the reserved roots the `${…}` rewriting targets.
     pub(super) fn to_globals(&self) -> Object {
-        let mut user = self.user.clone();
+        let mut globals = Object::new();
+        let mut user = object_of(&self.user);
         // Braze calls it `email_address`; people (and our own profile API) also say `email`.
         alias(&mut user, "email_address", "email");
         alias(&mut user, "user_id", "external_id");
-        let mut globals = Object::new();
+        globals.insert(syntax::USER_ROOT.into(), Value::Object(user));
         for (root, map) in [
-            (syntax::USER_ROOT, &user),
             (syntax::CUSTOM_ATTRIBUTE_ROOT, &self.custom_attributes),
             (syntax::EVENT_PROPERTIES_ROOT, &self.event_properties),
             (
@@ -113,26 +113,78 @@ impl RenderContext {
             (syntax::CAMPAIGN_ROOT, &self.campaign),
             (syntax::CANVAS_ROOT, &self.canvas),
         ] {
-            globals.insert(root.into(), json_to_value(map));
+            globals.insert(root.into(), Value::Object(object_of(map)));
         }
         globals
     }
 }
 
+impl RenderContext {
+    /// The JSON at `names` under one of the reserved roots, found as in the globals (including
+    /// the `email`/`email_address` and `user_id`/`external_id` aliases); `None` when the path
+    /// leads nowhere.
+    pub(super) fn find(&self, root: &str, names: &[String]) -> Option<&Json> {
+        let (first, rest) = names.split_first()?;
+        let first = first.as_str();
+        let mut value = match root {
+            syntax::USER_ROOT => self.user.get(first).or_else(|| {
+                let other = match first {
+                    "email_address" => "email",
+                    "email" => "email_address",
+                    "user_id" => "external_id",
+                    "external_id" => "user_id",
+                    _ => return None,
+                };
+                self.user.get(other)
+            }),
+            syntax::CUSTOM_ATTRIBUTE_ROOT => self.custom_attributes.get(first),
+            syntax::EVENT_PROPERTIES_ROOT => self.event_properties.get(first),
+            syntax::API_TRIGGER_PROPERTIES_ROOT => self.api_trigger_properties.get(first),
+            syntax::CANVAS_ENTRY_PROPERTIES_ROOT => self.canvas_entry_properties.get(first),
+            syntax::CAMPAIGN_ROOT => self.campaign.get(first),
+            syntax::CANVAS_ROOT => self.canvas.get(first),
+            _ => None,
+        }?;
+        for name in rest {
+            value = value.as_object()?.get(name.as_str())?;
+        }
+        Some(value)
+    }
+}
+
 /// Makes `a` and `b` name the same attribute when only one of them is set.
-fn alias(map: &mut Map<String, Json>, a: &str, b: &str) {
-    match (map.get(a).cloned(), map.get(b).cloned()) {
+fn alias(map: &mut Object, a: &str, b: &str) {
+    match (map.get(a), map.get(b)) {
         (Some(value), None) => {
-            map.insert(b.to_owned(), value);
+            let value = value.clone();
+            map.insert(b.to_owned().into(), value);
         }
         (None, Some(value)) => {
-            map.insert(a.to_owned(), value);
+            let value = value.clone();
+            map.insert(a.to_owned().into(), value);
         }
         _ => {}
     }
 }
 
-fn json_to_value(map: &Map<String, Json>) -> Value {
-    // JSON always converts: every JSON value has a liquid counterpart.
-    liquid_core::to_value(map).unwrap_or(Value::Nil)
+fn object_of(map: &Map<String, Json>) -> Object {
+    map.iter()
+        .map(|(key, value)| (key.clone().into(), value_of(value)))
+        .collect()
+}
+
+/// A JSON value as the template engine sees it, converted directly (every JSON value has a liquid
+/// counterpart). Integers beyond `i64` become floats rather than failing.
+pub(super) fn value_of(json: &Json) -> Value {
+    match json {
+        Json::Null => Value::Nil,
+        Json::Bool(b) => Value::scalar(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::scalar(i),
+            None => Value::scalar(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::scalar(s.clone()),
+        Json::Array(items) => Value::Array(items.iter().map(value_of).collect()),
+        Json::Object(map) => Value::Object(object_of(map)),
+    }
 }

@@ -211,6 +211,47 @@ pub struct Template {
     field: &'static str,
     source: String,
     compiled: liquid_core::Template,
+    /// The output when the text has no tag or output markup at all (a fixed URL, a header value,
+    /// a body field such as `"benchmark"`): it is the same for every recipient, so it is worked
+    /// out once when parsed and the template engine is not run per send.
+    literal: Option<String>,
+    /// The path when the whole text is one reference with no filter, such as `{{${first_name}}}`
+    /// (a body field of its own, most often): looked up directly instead of run by the engine.
+    reference: Option<Reference>,
+}
+
+/// A lone `{{ root.name… }}` (see [`lone_reference`]).
+struct Reference {
+    /// One of the reserved roots.
+    root: &'static str,
+    /// The names after the root.
+    names: Vec<String>,
+    /// The whole path as the template engine spells it, for [`liquid_core::model::try_find`].
+    path: Vec<liquid_core::model::ScalarCow<'static>>,
+    /// Whether a name is one the engine gives a meaning of its own on lists, text and objects
+    /// (`size`, `first`, `last`): then the engine's lookup is used, not the JSON's.
+    augmented: bool,
+}
+
+/// One recipient's values, converted for the template engine at most once however many templates
+/// of a message (URL, each header, each body field) render with them, and not at all when every
+/// one of them is literal text.
+pub struct Recipient<'a> {
+    context: &'a RenderContext,
+    globals: std::cell::OnceCell<liquid_core::Object>,
+}
+
+impl<'a> Recipient<'a> {
+    pub fn new(context: &'a RenderContext) -> Self {
+        Self {
+            context,
+            globals: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn globals(&self) -> &liquid_core::Object {
+        self.globals.get_or_init(|| self.context.to_globals())
+    }
 }
 
 impl fmt::Debug for Template {
@@ -247,11 +288,22 @@ impl Template {
                     message,
                 }
             })?;
-        Ok(Self {
+        let mut template = Self {
             field,
             source: source.to_owned(),
             compiled: liquid_core::Template::new(elements),
-        })
+            literal: None,
+            reference: lone_reference(&translated.text),
+        };
+        if !translated.text.contains("{{") && !translated.text.contains("{%") {
+            // Rendered by the engine itself (with no values), so the literal is exactly what a
+            // render per recipient would give.
+            let empty = RenderContext::new();
+            if let Ok(RenderOutcome::Rendered(text)) = template.render(&empty) {
+                template.literal = Some(text);
+            }
+        }
+        Ok(template)
     }
 
     /// The input field this template came from.
@@ -267,9 +319,38 @@ impl Template {
     /// Renders for one recipient. Missing values render empty; `{% abort_message %}` is an
     /// outcome, not an error.
     pub fn render(&self, context: &RenderContext) -> Result<RenderOutcome, TemplateError> {
+        self.render_for(&Recipient::new(context))
+    }
+
+    /// Like [`Template::render`], with the recipient's values converted once for all the
+    /// templates of a message.
+    pub fn render_for(&self, recipient: &Recipient<'_>) -> Result<RenderOutcome, TemplateError> {
+        if let Some(text) = &self.literal {
+            return Ok(RenderOutcome::Rendered(text.clone()));
+        }
+        if let Some(reference) = &self.reference {
+            // What the engine's output would write: the value found, rendered, or nothing when
+            // the path leads nowhere. Anything too long takes the engine's path to its error.
+            // Plain names are read from the recipient's JSON, without building the globals.
+            use liquid_core::model::{ObjectView, ValueView};
+            let text = if reference.augmented {
+                let found =
+                    liquid_core::model::try_find(recipient.globals().as_value(), &reference.path);
+                found.map_or_else(String::new, |value| value.render().to_string())
+            } else {
+                recipient
+                    .context
+                    .find(reference.root, &reference.names)
+                    .map_or_else(String::new, |json| {
+                        context::value_of(json).render().to_string()
+                    })
+            };
+            if text.len() <= MAX_OUTPUT_BYTES {
+                return Ok(RenderOutcome::Rendered(text));
+            }
+        }
         let field = self.field;
-        let globals = context.to_globals();
-        let root = runtime::RootRuntime::new(&globals);
+        let root = runtime::RootRuntime::new(recipient.globals());
         let mut writer = runtime::CappedWriter::default();
         let result = self.compiled.render_to(&mut writer, &root);
         let signals = root.take_signals();
@@ -314,6 +395,60 @@ impl Template {
         }
         Ok(outcome)
     }
+}
+
+/// The path of a text that is exactly `{{ root.name… }}` under one of the reserved roots the
+/// `${…}` rewriting targets, with plain names only (no index, no filter, no whitespace control).
+/// Under a reserved root the path can be neither a keyword (`true`, `empty`) nor an assigned
+/// variable, so a direct lookup finds what the engine would.
+fn lone_reference(text: &str) -> Option<Reference> {
+    let inner = text
+        .strip_prefix("{{")?
+        .strip_suffix("}}")?
+        .trim_matches(' ');
+    let mut segments = inner.split('.');
+    let root = segments.next()?;
+    let root = *[
+        syntax::USER_ROOT,
+        syntax::CUSTOM_ATTRIBUTE_ROOT,
+        syntax::EVENT_PROPERTIES_ROOT,
+        syntax::API_TRIGGER_PROPERTIES_ROOT,
+        syntax::CANVAS_ENTRY_PROPERTIES_ROOT,
+        syntax::CAMPAIGN_ROOT,
+        syntax::CANVAS_ROOT,
+    ]
+    .iter()
+    .find(|reserved| **reserved == root)?;
+    let mut names = Vec::new();
+    for segment in segments {
+        let bytes = segment.as_bytes();
+        let plain = bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        if !plain {
+            return None;
+        }
+        names.push(segment.to_owned());
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let path = std::iter::once(root.to_owned())
+        .chain(names.iter().cloned())
+        .map(liquid_core::model::ScalarCow::new)
+        .collect();
+    let augmented = names
+        .iter()
+        .any(|name| matches!(name.as_str(), "size" | "first" | "last"));
+    Some(Reference {
+        root,
+        names,
+        path,
+        augmented,
+    })
 }
 
 /// The tags, blocks and filters every template may use, built once per process.

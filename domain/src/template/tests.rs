@@ -120,3 +120,115 @@ fn templates_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Template>();
 }
+
+#[test]
+fn text_without_markup_is_rendered_once_when_parsed_and_markup_is_not_taken_for_literal() {
+    let context = RenderContext::new().with_user_attribute("first_name", "Ada");
+    for (source, expected) in [
+        (
+            "https://example.com/hook?a=1&b=}}",
+            "https://example.com/hook?a=1&b=}}",
+        ),
+        (
+            "${first_name} without braces",
+            "${first_name} without braces",
+        ),
+        ("", ""),
+    ] {
+        let template = Template::parse("url", source).unwrap();
+        assert_eq!(template.literal.as_deref(), Some(expected), "{source}");
+        let rendered = template.render(&context).unwrap();
+        assert_eq!(rendered.rendered(), Some(expected), "{source}");
+    }
+    for source in [
+        "{{${first_name}}}",
+        "{% if true %}x{% endif %}",
+        "{% abort_message %}",
+    ] {
+        let template = Template::parse("body", source).unwrap();
+        assert!(template.literal.is_none(), "{source}");
+    }
+    // One recipient's values serve several templates, literal or not.
+    let recipient = Recipient::new(&context);
+    let greeting = Template::parse("body", "Hi {{${first_name}}}").unwrap();
+    let fixed = Template::parse("body", "fixed").unwrap();
+    let stop = Template::parse("body", "{% abort_message('no') %}").unwrap();
+    assert_eq!(
+        greeting.render_for(&recipient).unwrap().rendered(),
+        Some("Hi Ada")
+    );
+    assert_eq!(
+        fixed.render_for(&recipient).unwrap().rendered(),
+        Some("fixed")
+    );
+    assert!(stop.render_for(&recipient).unwrap().is_aborted());
+    assert_eq!(
+        greeting.render_for(&recipient).unwrap().rendered(),
+        Some("Hi Ada")
+    );
+}
+
+#[test]
+fn a_lone_reference_renders_as_the_engine_would() {
+    let context = RenderContext::new()
+        .with_user_attribute("first_name", "Ada")
+        .with_user_attribute("email_address", "ada@example.com")
+        .with_user_attribute("external_id", "u-1")
+        .with_custom_attribute("visits", 3)
+        .with_custom_attribute("score", 2.5)
+        .with_custom_attribute("vip", true)
+        .with_custom_attribute("nothing", serde_json::Value::Null)
+        .with_custom_attribute("tags", serde_json::json!(["a", "b"]))
+        .with_custom_attribute("plan", serde_json::json!({"name": "pro", "seats": 4}))
+        .with_event_property("sku", "X-1");
+    for reference in [
+        "${first_name}",
+        "${email}",
+        "${user_id}",
+        "custom_attribute.${visits}",
+        "custom_attribute.${score}",
+        "custom_attribute.${vip}",
+        "custom_attribute.${nothing}",
+        "custom_attribute.${tags}",
+        // (A whole object is left out: the engine writes its keys in hash order.)
+        "custom_attribute.${plan}.${name}",
+        "custom_attribute.${plan}.${seats}",
+        "custom_attribute.${plan}.${size}",
+        "custom_attribute.${tags}.${first}",
+        "custom_attribute.${tags}.${size}",
+        "custom_attribute.${visits}.${deeper}",
+        "custom_attribute.${nothing}.${deeper}",
+        "custom_attribute.${missing}.${deeper}",
+        "event_properties.${sku}",
+        "campaign.${name}",
+    ] {
+        let direct = Template::parse("body", &format!("{{{{{reference}}}}}")).unwrap();
+        assert!(
+            direct.reference.is_some(),
+            "{reference} takes the direct path"
+        );
+        // The same output inside a block, which the engine renders itself.
+        let engine = Template::parse(
+            "body",
+            &format!("{{% if true %}}{{{{{reference}}}}}{{% endif %}}"),
+        )
+        .unwrap();
+        assert!(engine.reference.is_none());
+        assert_eq!(
+            direct.render(&context).unwrap(),
+            engine.render(&context).unwrap(),
+            "{reference}"
+        );
+    }
+    for source in [
+        "{{${first_name} | upcase}}",
+        "{{ true }}",
+        "{{ name }}",
+        "{{${first_name}}} and more",
+        "{{-${first_name}-}}",
+        "{{custom_attribute.${a b}}}",
+    ] {
+        let template = Template::parse("body", source).unwrap();
+        assert!(template.reference.is_none(), "{source}");
+    }
+}
