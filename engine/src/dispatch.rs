@@ -1112,7 +1112,7 @@ fn text_param(value: &Option<String>) -> Param<'_> {
 /// What a record statement writes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Shape {
-    /// `INSERT INTO webhook_attempt … ON CONFLICT DO NOTHING`
+    /// `INSERT (OR IGNORE) INTO webhook_attempt …`
     Attempts,
     /// `UPDATE webhook_send … FROM (VALUES …)`
     Sends,

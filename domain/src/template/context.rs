@@ -91,15 +91,10 @@ impl RenderContext {
         self
     }
 
-    /// The liquid globals for one render, under the reserved roots the `${…}` rewriting targets.
-    pub(super) fn to_globals(&self) -> Object {
-        let mut globals = Object::new();
-        let mut user = object_of(&self.user);
-        // Braze calls it `email_address`; people (and our own profile API) also say `email`.
-        alias(&mut user, "email_address", "email");
-        alias(&mut user, "user_id", "external_id");
-        globals.insert(syntax::USER_ROOT.into(), Value::Object(user));
-        for (root, map) in [
+    /// Each reserved root with the values under it, in the order of [`syntax::ROOTS`].
+    fn roots(&self) -> [(&'static str, &Map<String, Json>); 7] {
+        [
+            (syntax::USER_ROOT, &self.user),
             (syntax::CUSTOM_ATTRIBUTE_ROOT, &self.custom_attributes),
             (syntax::EVENT_PROPERTIES_ROOT, &self.event_properties),
             (
@@ -112,45 +107,45 @@ impl RenderContext {
             ),
             (syntax::CAMPAIGN_ROOT, &self.campaign),
             (syntax::CANVAS_ROOT, &self.canvas),
-        ] {
-            globals.insert(root.into(), Value::Object(object_of(map)));
+        ]
+    }
+
+    /// The liquid globals for one render, under the reserved roots the `${…}` rewriting targets.
+    pub(super) fn to_globals(&self) -> Object {
+        let mut globals = Object::new();
+        for (root, map) in self.roots() {
+            let mut object = object_of(map);
+            if root == syntax::USER_ROOT {
+                for (a, b) in USER_ALIASES {
+                    alias(&mut object, a, b);
+                }
+            }
+            globals.insert(root.into(), Value::Object(object));
         }
         globals
     }
-}
 
-impl RenderContext {
     /// The JSON at `names` under one of the reserved roots, found as in the globals (including
-    /// the `email`/`email_address` and `user_id`/`external_id` aliases); `None` when the path
-    /// leads nowhere.
+    /// the user's aliases); `None` when the path leads nowhere.
     pub(super) fn find(&self, root: &str, names: &[String]) -> Option<&Json> {
         let (first, rest) = names.split_first()?;
-        let first = first.as_str();
-        let mut value = match root {
-            syntax::USER_ROOT => self.user.get(first).or_else(|| {
-                let other = match first {
-                    "email_address" => "email",
-                    "email" => "email_address",
-                    "user_id" => "external_id",
-                    "external_id" => "user_id",
-                    _ => return None,
-                };
-                self.user.get(other)
-            }),
-            syntax::CUSTOM_ATTRIBUTE_ROOT => self.custom_attributes.get(first),
-            syntax::EVENT_PROPERTIES_ROOT => self.event_properties.get(first),
-            syntax::API_TRIGGER_PROPERTIES_ROOT => self.api_trigger_properties.get(first),
-            syntax::CANVAS_ENTRY_PROPERTIES_ROOT => self.canvas_entry_properties.get(first),
-            syntax::CAMPAIGN_ROOT => self.campaign.get(first),
-            syntax::CANVAS_ROOT => self.canvas.get(first),
-            _ => None,
-        }?;
+        let (_, map) = self.roots().into_iter().find(|(name, _)| *name == root)?;
+        let mut value = map.get(first).or_else(|| {
+            let other = USER_ALIASES
+                .iter()
+                .find_map(|&(a, b)| (first == a).then_some(b).or((first == b).then_some(a)))?;
+            (root == syntax::USER_ROOT).then(|| map.get(other))?
+        })?;
         for name in rest {
             value = value.as_object()?.get(name.as_str())?;
         }
         Some(value)
     }
 }
+
+/// Standard attributes known by two names: Braze says `email_address` where people (and our own
+/// profile API) also say `email`, and `user_id` for the external id.
+const USER_ALIASES: [(&str, &str); 2] = [("email_address", "email"), ("user_id", "external_id")];
 
 /// Makes `a` and `b` name the same attribute when only one of them is set.
 fn alias(map: &mut Object, a: &str, b: &str) {

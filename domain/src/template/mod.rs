@@ -226,11 +226,24 @@ struct Reference {
     root: &'static str,
     /// The names after the root.
     names: Vec<String>,
-    /// The whole path as the template engine spells it, for [`liquid_core::model::try_find`].
-    path: Vec<liquid_core::model::ScalarCow<'static>>,
+}
+
+impl Reference {
     /// Whether a name is one the engine gives a meaning of its own on lists, text and objects
     /// (`size`, `first`, `last`): then the engine's lookup is used, not the JSON's.
-    augmented: bool,
+    fn augmented(&self) -> bool {
+        self.names
+            .iter()
+            .any(|name| matches!(name.as_str(), "size" | "first" | "last"))
+    }
+
+    /// The whole path as the template engine spells it, for [`liquid_core::model::try_find`].
+    fn path(&self) -> Vec<liquid_core::model::ScalarCow<'_>> {
+        std::iter::once(self.root)
+            .chain(self.names.iter().map(String::as_str))
+            .map(liquid_core::model::ScalarCow::new)
+            .collect()
+    }
 }
 
 /// One recipient's values, converted for the template engine at most once however many templates
@@ -333,9 +346,9 @@ impl Template {
             // the path leads nowhere. Anything too long takes the engine's path to its error.
             // Plain names are read from the recipient's JSON, without building the globals.
             use liquid_core::model::{ObjectView, ValueView};
-            let text = if reference.augmented {
+            let text = if reference.augmented() {
                 let found =
-                    liquid_core::model::try_find(recipient.globals().as_value(), &reference.path);
+                    liquid_core::model::try_find(recipient.globals().as_value(), &reference.path());
                 found.map_or_else(String::new, |value| value.render().to_string())
             } else {
                 recipient
@@ -407,48 +420,12 @@ fn lone_reference(text: &str) -> Option<Reference> {
         .strip_suffix("}}")?
         .trim_matches(' ');
     let mut segments = inner.split('.');
-    let root = segments.next()?;
-    let root = *[
-        syntax::USER_ROOT,
-        syntax::CUSTOM_ATTRIBUTE_ROOT,
-        syntax::EVENT_PROPERTIES_ROOT,
-        syntax::API_TRIGGER_PROPERTIES_ROOT,
-        syntax::CANVAS_ENTRY_PROPERTIES_ROOT,
-        syntax::CAMPAIGN_ROOT,
-        syntax::CANVAS_ROOT,
-    ]
-    .iter()
-    .find(|reserved| **reserved == root)?;
-    let mut names = Vec::new();
-    for segment in segments {
-        let bytes = segment.as_bytes();
-        let plain = bytes
-            .first()
-            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'_');
-        if !plain {
-            return None;
-        }
-        names.push(segment.to_owned());
-    }
-    if names.is_empty() {
-        return None;
-    }
-    let path = std::iter::once(root.to_owned())
-        .chain(names.iter().cloned())
-        .map(liquid_core::model::ScalarCow::new)
-        .collect();
-    let augmented = names
-        .iter()
-        .any(|name| matches!(name.as_str(), "size" | "first" | "last"));
-    Some(Reference {
-        root,
-        names,
-        path,
-        augmented,
-    })
+    let first = segments.next()?;
+    let root = *syntax::ROOTS.iter().find(|root| **root == first)?;
+    let names: Vec<String> = segments
+        .map(|segment| syntax::is_plain_name(segment).then(|| segment.to_owned()))
+        .collect::<Option<_>>()?;
+    (!names.is_empty()).then_some(Reference { root, names })
 }
 
 /// The tags, blocks and filters every template may use, built once per process.

@@ -16,6 +16,29 @@ pub(super) const CAMPAIGN_ROOT: &str = "__campaign";
 /// Where `canvas.${…}` lives.
 pub(super) const CANVAS_ROOT: &str = "__canvas";
 
+/// Every reserved root, the user's first.
+pub(super) const ROOTS: [&str; 7] = [
+    USER_ROOT,
+    CUSTOM_ATTRIBUTE_ROOT,
+    EVENT_PROPERTIES_ROOT,
+    API_TRIGGER_PROPERTIES_ROOT,
+    CANVAS_ENTRY_PROPERTIES_ROOT,
+    CAMPAIGN_ROOT,
+    CANVAS_ROOT,
+];
+
+/// Whether Liquid accepts `segment` as a bare name in a path (`.name`): a letter or `_`, then
+/// letters, digits and `_`.
+pub(super) fn is_plain_name(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
 /// The global that a Braze namespace in front of `${…}` stands for. Reserved names (with a
 /// leading `__`) keep a marketer's own `{% assign campaign = … %}` from hiding Braze's data.
 fn namespace_root(namespace: &str) -> Option<&'static str> {
@@ -326,11 +349,7 @@ fn push_segment(path: &mut String, segment: &str) -> Result<(), String> {
         path.push('[');
         path.push_str(segment);
         path.push(']');
-    } else if (bytes[0].is_ascii_alphabetic() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
-    {
+    } else if is_plain_name(segment) {
         path.push('.');
         path.push_str(segment);
     } else if !segment.contains('"') {
